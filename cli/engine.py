@@ -1,0 +1,87 @@
+"""``switchyard engine serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from switchyard.engine.config import RuntimeConfig
+
+DEFAULTS = RuntimeConfig()
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("engine", help="the first-party vLLM engine")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve one model over gRPC")
+    serve.add_argument(
+        "--model",
+        default="embedded",
+        help="embedded model name ('embedded' = the default) or a HF checkpoint path",
+    )
+    serve.add_argument("--served-name", default=None, help="name reported to clients")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback; 0.0.0.0 exposes the engine)",
+    )
+    serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument(
+        "--dtype",
+        default=None,
+        help="weights/activations dtype (default: the model's serving dtype)",
+    )
+    serve.add_argument("--max-model-len", type=int, default=DEFAULTS.max_model_len)
+    serve.add_argument(
+        "--default-max-tokens",
+        type=int,
+        default=DEFAULTS.default_max_tokens,
+        help="max_tokens for requests that do not set it",
+    )
+    serve.add_argument(
+        "--kv-cache-gib",
+        type=float,
+        default=DEFAULTS.kv_cache_gib,
+        help="KV cache memory on CPU, GiB",
+    )
+    serve.add_argument(
+        "--gpu-memory-utilization", type=float, default=DEFAULTS.gpu_memory_utilization
+    )
+    serve.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="skip torch.compile: starts ~45 s sooner on CPU",
+    )
+    serve.add_argument("--no-prefix-caching", action="store_true")
+    serve.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight requests get to finish on SIGTERM",
+    )
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: vLLM takes seconds to import, and `--help` should not.
+    from switchyard.engine.server import serve
+
+    for name in ("max_model_len", "default_max_tokens"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1")
+    config = RuntimeConfig(
+        model=args.model,
+        served_name=args.served_name,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        kv_cache_gib=args.kv_cache_gib,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        default_max_tokens=args.default_max_tokens,
+        enforce_eager=args.enforce_eager,
+        enable_prefix_caching=not args.no_prefix_caching,
+        seed=args.seed,
+    )
+    return asyncio.run(
+        serve(config, host=args.host, port=args.port, shutdown_grace_s=args.shutdown_grace)
+    )

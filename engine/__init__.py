@@ -1,0 +1,1 @@
+"""The first-party engine: vLLM integration, model preparation, gRPC server and client."""

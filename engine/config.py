@@ -1,0 +1,21 @@
+"""Engine settings, importable without vLLM (the CLI parses them before vLLM loads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    model: str = "embedded"
+    served_name: str | None = None
+    # None: the embedded model's serving dtype, or the checkpoint's own ("auto").
+    dtype: str | None = None
+    max_model_len: int = 4096
+    # KV cache memory on CPU, in GiB (vLLM's VLLM_CPU_KVCACHE_SPACE); ignored on GPU.
+    kv_cache_gib: float = 2.0
+    gpu_memory_utilization: float = 0.85
+    default_max_tokens: int = 512
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    seed: int = 0

@@ -1,0 +1,1 @@
+"""The embedded models and their one-time conversion into Hugging Face checkpoints."""

@@ -1,0 +1,265 @@
+"""The engine's gRPC server: ``switchyard.engine.v1.Engine`` over one ModelRuntime.
+
+The port opens before the model has loaded, with the health service reporting
+NOT_SERVING, so orchestrators (and the router) can tell "starting" from "down"; engine
+RPCs answer UNAVAILABLE until the runtime is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from vllm.outputs import RequestOutput
+
+from switchyard.engine.config import RuntimeConfig
+from switchyard.engine.requests import InvalidRequest, prepare_request
+from switchyard.engine.runtime import DuplicateRequestId, ModelRuntime
+from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = engine_pb2.DESCRIPTOR.services_by_name["Engine"].full_name
+FINISH_REASONS = {
+    "stop": engine_pb2.STOP,
+    "length": engine_pb2.LENGTH,
+    "abort": engine_pb2.ABORT,
+}
+
+
+def _logprobs(output, top_k: int | None) -> list[engine_pb2.TokenLogprob]:
+    """The sampled token's logprob and the ``top_k`` most likely alternatives.
+
+    vLLM adds the sampled token to the candidates even when it ranks below ``top_k``;
+    it is reported as the chosen token, not among the top ones.
+    """
+    if not output.logprobs or top_k is None:
+        return []
+    entries = []
+    for token_id, candidates in zip(output.token_ids, output.logprobs, strict=True):
+        chosen = candidates[token_id]
+        top = sorted(
+            (c for c in candidates.items() if c[1].rank is not None and 0 < c[1].rank <= top_k),
+            key=lambda item: item[1].rank,
+        )
+        entries.append(
+            engine_pb2.TokenLogprob(
+                token_id=token_id,
+                logprob=chosen.logprob,
+                token=chosen.decoded_token or "",
+                top=[
+                    engine_pb2.TopLogprob(
+                        token_id=i, logprob=c.logprob, token=c.decoded_token or ""
+                    )
+                    for i, c in top
+                ],
+            )
+        )
+    return entries
+
+
+class EngineServicer(engine_pb2_grpc.EngineServicer):
+    def __init__(self) -> None:
+        self.runtime: ModelRuntime | None = None
+
+    async def _ready(self, context: grpc.aio.ServicerContext) -> ModelRuntime:
+        if self.runtime is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the engine is still loading its model"
+            )
+        return self.runtime
+
+    async def Generate(
+        self, request: engine_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[engine_pb2.GenerateResponse]:
+        runtime = await self._ready(context)
+        received = time.monotonic()
+        try:
+            request_id = runtime.new_request_id(request.request_id)
+            prepared = prepare_request(request, runtime.tokenizer, runtime.limits)
+        except DuplicateRequestId as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+        except InvalidRequest as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+        completion_tokens = 0
+        first_token_at: float | None = None
+        final: RequestOutput | None = None
+        try:
+            async for output in runtime.generate(request_id, prepared):
+                piece = output.outputs[0]
+                if piece.token_ids and first_token_at is None:
+                    first_token_at = time.monotonic()
+                completion_tokens += len(piece.token_ids)
+                if piece.token_ids or piece.text:
+                    yield engine_pb2.GenerateResponse(
+                        request_id=request_id,
+                        chunk=engine_pb2.Chunk(
+                            text=piece.text,
+                            token_ids=piece.token_ids,
+                            logprobs=_logprobs(piece, prepared.sampling_params.logprobs),
+                        ),
+                    )
+                final = output
+        except asyncio.CancelledError:
+            # The client went away or the server is stopping: vLLM's generate() has
+            # already aborted the request on its way out.
+            raise
+        except Exception as error:  # the engine failed; say so instead of hanging
+            log.exception("request %s failed in the engine", request_id)
+            code = grpc.StatusCode.UNAVAILABLE if runtime.llm.errored else grpc.StatusCode.INTERNAL
+            await context.abort(code, f"engine error: {type(error).__name__}: {error}")
+
+        yield engine_pb2.GenerateResponse(
+            request_id=request_id,
+            complete=self._complete(
+                prepared.prompt_token_ids, final, completion_tokens, received, first_token_at
+            ),
+        )
+
+    @staticmethod
+    def _complete(
+        prompt_ids: list[int],
+        final: RequestOutput | None,
+        completion_tokens: int,
+        received: float,
+        first_token_at: float | None,
+    ) -> engine_pb2.Complete:
+        now = time.monotonic()
+        piece = final.outputs[0] if final is not None else None
+        complete = engine_pb2.Complete(
+            finish_reason=FINISH_REASONS.get(
+                piece.finish_reason if piece else "abort", engine_pb2.FINISH_REASON_UNSPECIFIED
+            ),
+            usage=engine_pb2.Usage(
+                prompt_tokens=len(prompt_ids),
+                completion_tokens=completion_tokens,
+                cached_prompt_tokens=(final.num_cached_tokens or 0) if final else 0,
+            ),
+            timings=engine_pb2.Timings(
+                time_to_first_token_s=(first_token_at - received) if first_token_at else 0.0,
+                e2e_s=now - received,
+            ),
+        )
+        metrics = final.metrics if final is not None else None
+        if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
+            complete.timings.queue_time_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
+        if piece is not None and isinstance(piece.stop_reason, str):
+            complete.stop_str = piece.stop_reason
+        elif piece is not None and isinstance(piece.stop_reason, int):
+            complete.stop_token_id = piece.stop_reason
+        return complete
+
+    async def Abort(
+        self, request: engine_pb2.AbortRequest, context: grpc.aio.ServicerContext
+    ) -> engine_pb2.AbortResponse:
+        runtime = await self._ready(context)
+        return engine_pb2.AbortResponse(aborted=await runtime.abort(list(request.request_ids)))
+
+    async def GetModelInfo(
+        self, request: engine_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> engine_pb2.ModelInfo:
+        runtime = await self._ready(context)
+        model_config = runtime.llm.model_config
+        cache = runtime.llm.vllm_config.cache_config
+        info = engine_pb2.ModelInfo(
+            served_model_name=runtime.served_name,
+            model_path=runtime.model_path,
+            architecture=(model_config.architectures or [""])[0],
+            max_context_length=runtime.limits.max_context_length,
+            vocab_size=runtime.limits.vocab_size,
+            eos_token_ids=runtime.limits.eos_token_ids,
+            dtype=str(model_config.dtype).removeprefix("torch."),
+            quantization=model_config.quantization or "",
+            speculative_config=runtime.speculative_config_json(),
+            kv_cache_capacity_tokens=runtime.kv_cache_capacity_tokens(),
+            kv_block_size=cache.block_size,
+            has_chat_template=bool(runtime.tokenizer.chat_template),
+            default_max_tokens=runtime.limits.default_max_tokens,
+        )
+        if runtime.tokenizer.bos_token_id is not None:
+            info.bos_token_id = runtime.tokenizer.bos_token_id
+        return info
+
+    async def GetLoads(
+        self, request: engine_pb2.GetLoadsRequest, context: grpc.aio.ServicerContext
+    ) -> engine_pb2.Loads:
+        runtime = await self._ready(context)
+        c = runtime.loads()
+        return engine_pb2.Loads(
+            running_requests=c.running,
+            waiting_requests=c.waiting,
+            kv_cache_usage=c.kv_cache_usage,
+            prefix_cache_queries=c.prefix_cache_queries,
+            prefix_cache_hits=c.prefix_cache_hits,
+            spec_drafts=c.spec_drafts,
+            spec_draft_tokens=c.spec_draft_tokens,
+            spec_accepted_tokens=c.spec_accepted_tokens,
+            spec_accepted_tokens_per_position=c.spec_accepted_per_position,
+            requests_completed=c.requests_completed,
+        )
+
+
+async def serve(
+    config: RuntimeConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    shutdown_grace_s: float = 10.0,
+) -> int:
+    """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
+    server = grpc.aio.server()
+    servicer = EngineServicer()
+    engine_pb2_grpc.add_EngineServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the engine's gRPC port {host}:{port}")
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    log.info("engine gRPC listening on %s:%d; loading %s", host, bound, config.model)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    # Loading blocks for a minute; keep the event loop (and the health service) live.
+    loading = asyncio.ensure_future(asyncio.to_thread(ModelRuntime.start, config))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({loading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set() and not loading.done():
+        log.info("stop requested while loading; waiting for the load to finish to clean up")
+    runtime = await loading
+    servicer.runtime = runtime
+    try:
+        if not stop.is_set():
+            for service in ("", SERVICE_NAME):
+                await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+            log.info("engine ready: %s on %s:%d", runtime.served_name, host, bound)
+            print(
+                f"switchyard engine ready: model {runtime.served_name} on {host}:{bound}",
+                flush=True,
+            )
+            await stop.wait()
+        log.info("shutting down: draining in-flight requests for up to %.0fs", shutdown_grace_s)
+        await health_servicer.enter_graceful_shutdown()
+        # stop(grace) refuses new calls, lets running ones finish, then cancels the rest
+        # (which aborts them in vLLM).
+        await server.stop(shutdown_grace_s)
+    finally:
+        with contextlib.suppress(Exception):
+            runtime.shutdown()
+    return 0

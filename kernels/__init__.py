@@ -1,0 +1,1 @@
+"""Switchyard's kernels (Triton sources, torch references, launchers). Never imports vLLM."""

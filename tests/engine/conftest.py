@@ -1,0 +1,142 @@
+"""Real engines for the integration tests: one ``switchyard engine serve`` process per
+embedded model for the whole session, both started at once so their minute of start-up
+overlaps (each uses one core). Teardown sends SIGTERM and requires a clean exit 0, so
+every run also checks graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from switchyard.engine.client import EngineClient
+
+MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
+START_TIMEOUT_S = 600
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class EngineProcess:
+    model: str
+    target: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _launch(model: str, log_dir: Path) -> EngineProcess:
+    port = free_port()
+    log_path = log_dir / f"engine-{model}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "switchyard.cli.main",
+        "engine",
+        "serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--kv-cache-gib",
+        "1",
+        "--max-model-len",
+        "2048",
+        "--shutdown-grace",
+        "5",
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return EngineProcess(model, f"127.0.0.1:{port}", process, log_path)
+
+
+@pytest.fixture(scope="session")
+def engine_processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, EngineProcess]]:
+    log_dir = tmp_path_factory.mktemp("engines")
+    engines = {model: _launch(model, log_dir) for model in MODELS}
+    yield engines
+    failures = []
+    for engine in engines.values():
+        if engine.process.poll() is None:
+            engine.process.send_signal(signal.SIGTERM)
+        try:
+            code = engine.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            engine.process.kill()
+            code = "killed after 60 s"
+        if code != 0:
+            failures.append(f"{engine.model} exited {code} on SIGTERM:\n{engine.log_tail()}")
+    assert not failures, "\n".join(failures)
+
+
+async def _wait_serving(engine: EngineProcess) -> EngineClient:
+    client = EngineClient(engine.target)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not await client.is_serving():
+        if engine.process.poll() is not None:
+            await client.close()
+            pytest.fail(
+                f"{engine.model} engine exited {engine.process.returncode}:\n{engine.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            await client.close()
+            pytest.fail(f"{engine.model} engine not serving after {START_TIMEOUT_S} s")
+        await asyncio.sleep(0.5)
+    return client
+
+
+@pytest.fixture(scope="session")
+async def smollm(engine_processes: dict[str, EngineProcess]) -> AsyncIterator[EngineClient]:
+    client = await _wait_serving(engine_processes["smollm2-135m-instruct"])
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def gemma(engine_processes: dict[str, EngineProcess]) -> AsyncIterator[EngineClient]:
+    client = await _wait_serving(engine_processes["gemma-3-270m"])
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+def gemma_tokenizer():
+    from transformers import AutoTokenizer
+
+    from switchyard.engine.models.prepare import prepare
+
+    return AutoTokenizer.from_pretrained(prepare("gemma-3-270m"))
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer():
+    from transformers import AutoTokenizer
+
+    from switchyard.engine.models.prepare import prepare
+
+    return AutoTokenizer.from_pretrained(prepare("smollm2-135m-instruct"))
