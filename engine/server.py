@@ -13,11 +13,12 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from vllm.outputs import RequestOutput
+from vllm.outputs import CompletionOutput, RequestOutput
 
 from switchyard.engine.config import RuntimeConfig
 from switchyard.engine.requests import InvalidRequest, prepare_request
@@ -65,6 +66,59 @@ def _logprobs(output, top_k: int | None) -> list[engine_pb2.TokenLogprob]:
     return entries
 
 
+@dataclass
+class _RequestTrace:
+    """What one request's stream has shown so far, for its Complete message."""
+
+    received: float
+    first_token_at: float | None = None
+    completion_tokens: int = 0
+    last_token_id: int | None = None
+    final: RequestOutput | None = None
+
+    def observe(self, output: RequestOutput) -> CompletionOutput:
+        piece = output.outputs[0]
+        if piece.token_ids:
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()
+            self.completion_tokens += len(piece.token_ids)
+            self.last_token_id = piece.token_ids[-1]
+        self.final = output
+        return piece
+
+    def complete(self, prompt_tokens: int, eos_token_ids: tuple[int, ...]) -> engine_pb2.Complete:
+        final = self.final
+        piece = final.outputs[0] if final is not None else None
+        # A stream that ended without a finished output was cut short: call it an abort.
+        reason = piece.finish_reason if piece is not None and final.finished else "abort"
+        complete = engine_pb2.Complete(
+            finish_reason=FINISH_REASONS.get(reason, engine_pb2.FINISH_REASON_UNSPECIFIED),
+            usage=engine_pb2.Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                cached_prompt_tokens=(final.num_cached_tokens or 0) if final else 0,
+            ),
+            timings=engine_pb2.Timings(
+                time_to_first_token_s=(self.first_token_at - self.received)
+                if self.first_token_at
+                else 0.0,
+                e2e_s=time.monotonic() - self.received,
+            ),
+        )
+        metrics = final.metrics if final is not None else None
+        if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
+            complete.timings.queue_time_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
+        stop = piece.stop_reason if piece is not None else None
+        if isinstance(stop, str):
+            complete.stop_str = stop
+        elif isinstance(stop, int):
+            complete.stop_token_id = stop
+        elif reason == "stop" and self.last_token_id in eos_token_ids:
+            # vLLM leaves stop_reason empty for EOS; name the token that ended it.
+            complete.stop_token_id = self.last_token_id
+        return complete
+
+
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self) -> None:
         self.runtime: ModelRuntime | None = None
@@ -89,15 +143,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         except InvalidRequest as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
-        completion_tokens = 0
-        first_token_at: float | None = None
-        final: RequestOutput | None = None
+        trace = _RequestTrace(received=received)
         try:
             async for output in runtime.generate(request_id, prepared):
-                piece = output.outputs[0]
-                if piece.token_ids and first_token_at is None:
-                    first_token_at = time.monotonic()
-                completion_tokens += len(piece.token_ids)
+                piece = trace.observe(output)
                 if piece.token_ids or piece.text:
                     yield engine_pb2.GenerateResponse(
                         request_id=request_id,
@@ -107,7 +156,6 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                             logprobs=_logprobs(piece, prepared.sampling_params.logprobs),
                         ),
                     )
-                final = output
         except asyncio.CancelledError:
             # The client went away or the server is stopping: vLLM's generate() has
             # already aborted the request on its way out.
@@ -119,43 +167,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
         yield engine_pb2.GenerateResponse(
             request_id=request_id,
-            complete=self._complete(
-                prepared.prompt_token_ids, final, completion_tokens, received, first_token_at
-            ),
+            complete=trace.complete(len(prepared.prompt_token_ids), runtime.limits.eos_token_ids),
         )
-
-    @staticmethod
-    def _complete(
-        prompt_ids: list[int],
-        final: RequestOutput | None,
-        completion_tokens: int,
-        received: float,
-        first_token_at: float | None,
-    ) -> engine_pb2.Complete:
-        now = time.monotonic()
-        piece = final.outputs[0] if final is not None else None
-        complete = engine_pb2.Complete(
-            finish_reason=FINISH_REASONS.get(
-                piece.finish_reason if piece else "abort", engine_pb2.FINISH_REASON_UNSPECIFIED
-            ),
-            usage=engine_pb2.Usage(
-                prompt_tokens=len(prompt_ids),
-                completion_tokens=completion_tokens,
-                cached_prompt_tokens=(final.num_cached_tokens or 0) if final else 0,
-            ),
-            timings=engine_pb2.Timings(
-                time_to_first_token_s=(first_token_at - received) if first_token_at else 0.0,
-                e2e_s=now - received,
-            ),
-        )
-        metrics = final.metrics if final is not None else None
-        if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
-            complete.timings.queue_time_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
-        if piece is not None and isinstance(piece.stop_reason, str):
-            complete.stop_str = piece.stop_reason
-        elif piece is not None and isinstance(piece.stop_reason, int):
-            complete.stop_token_id = piece.stop_reason
-        return complete
 
     async def Abort(
         self, request: engine_pb2.AbortRequest, context: grpc.aio.ServicerContext
