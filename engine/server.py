@@ -257,22 +257,51 @@ async def serve(
         log.info("stop requested while loading; waiting for the load to finish to clean up")
     runtime = await loading
     servicer.runtime = runtime
+    exit_code = 0
     try:
         if not stop.is_set():
             for service in ("", SERVICE_NAME):
                 await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
             log.info("engine ready: %s on %s:%d", runtime.served_name, host, bound)
-            print(
-                f"switchyard engine ready: model {runtime.served_name} on {host}:{bound}",
-                flush=True,
-            )
-            await stop.wait()
+            print(_ready_banner(runtime.served_name, host, bound), flush=True)
+            if await _until_stop_or_engine_death(stop, runtime):
+                log.error("the vLLM engine died; exiting so a supervisor can restart it")
+                exit_code = 1
         log.info("shutting down: draining in-flight requests for up to %.0fs", shutdown_grace_s)
         await health_servicer.enter_graceful_shutdown()
         # stop(grace) refuses new calls, lets running ones finish, then cancels the rest
         # (which aborts them in vLLM).
-        await server.stop(shutdown_grace_s)
+        await server.stop(shutdown_grace_s if exit_code == 0 else 0)
     finally:
         with contextlib.suppress(Exception):
             runtime.shutdown()
-    return 0
+    return exit_code
+
+
+async def _until_stop_or_engine_death(
+    stop: asyncio.Event, runtime: ModelRuntime, poll_s: float = 0.5
+) -> bool:
+    """Wait for a stop signal; return True if the engine died first.
+
+    A dead engine answers every request with UNAVAILABLE; staying up would hide that
+    from whatever supervises the process.
+    """
+    while not stop.is_set():
+        if runtime.llm.errored:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=poll_s)
+    return False
+
+
+def _ready_banner(model: str, host: str, port: int) -> str:
+    target = f"{host}:{port}"
+    request = (
+        '{"chat": {"messages": [{"role": "user", "content": "What is the capital of France?"}]},'
+        ' "sampling": {"max_tokens": 32, "temperature": 0}}'
+    )
+    return (
+        f"switchyard engine ready: model {model} on {target}\n"
+        f"  grpcurl -plaintext -d '{request}' {target} switchyard.engine.v1.Engine/Generate\n"
+        f"  python: EngineClient('{target}').complete(text='Hello', max_tokens=16)"
+    )

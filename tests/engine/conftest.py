@@ -41,8 +41,24 @@ class EngineProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    async def wait_serving(self) -> EngineClient:
+        """A client, once the engine's health says SERVING; fails if it dies first."""
+        client = EngineClient(self.target)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not await client.is_serving():
+            if self.process.poll() is not None:
+                await client.close()
+                pytest.fail(
+                    f"{self.model} engine exited {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                await client.close()
+                pytest.fail(f"{self.model} engine not serving after {START_TIMEOUT_S} s")
+            await asyncio.sleep(0.5)
+        return client
 
-def _launch(model: str, log_dir: Path) -> EngineProcess:
+
+def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
     port = free_port()
     log_path = log_dir / f"engine-{model}.log"
     command = [
@@ -94,32 +110,33 @@ def engine_processes(
     assert not failures, "\n".join(failures)
 
 
-async def _wait_serving(engine: EngineProcess) -> EngineClient:
-    client = EngineClient(engine.target)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not await client.is_serving():
-        if engine.process.poll() is not None:
-            await client.close()
-            pytest.fail(
-                f"{engine.model} engine exited {engine.process.returncode}:\n{engine.log_tail()}"
-            )
-        if time.monotonic() > deadline:
-            await client.close()
-            pytest.fail(f"{engine.model} engine not serving after {START_TIMEOUT_S} s")
-        await asyncio.sleep(0.5)
-    return client
+@pytest.fixture
+def spawn_engine(tmp_path: Path) -> Iterator:
+    """Start a private engine for a test that stops or breaks it; killed afterwards."""
+    spawned: list[EngineProcess] = []
+
+    def spawn(model: str, *extra: str) -> EngineProcess:
+        engine = _launch(model, tmp_path, *extra)
+        spawned.append(engine)
+        return engine
+
+    yield spawn
+    for engine in spawned:
+        if engine.process.poll() is None:
+            engine.process.kill()
+            engine.process.wait()
 
 
 @pytest.fixture(scope="session")
 async def smollm(engine_processes: dict[str, EngineProcess]) -> AsyncIterator[EngineClient]:
-    client = await _wait_serving(engine_processes["smollm2-135m-instruct"])
+    client = await engine_processes["smollm2-135m-instruct"].wait_serving()
     yield client
     await client.close()
 
 
 @pytest.fixture(scope="session")
 async def gemma(engine_processes: dict[str, EngineProcess]) -> AsyncIterator[EngineClient]:
-    client = await _wait_serving(engine_processes["gemma-3-270m"])
+    client = await engine_processes["gemma-3-270m"].wait_serving()
     yield client
     await client.close()
 
