@@ -1,5 +1,5 @@
-"""Shared fixtures. Real engines for the integration tests: one ``switchyard engine serve``
-embedded model for the whole session, both started at once so their minute of start-up
+"""Shared fixtures: real engines for the integration tests, one ``switchyard engine serve``
+process per embedded model for the whole session, both started at once so their minute of start-up
 overlaps (each uses one core). Teardown sends SIGTERM and requires a clean exit 0, so
 every run also checks graceful shutdown.
 """
