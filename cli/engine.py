@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from switchyard.engine.config import RuntimeConfig
+from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
 
 DEFAULTS = RuntimeConfig()
 
@@ -53,6 +53,12 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         help="skip torch.compile: starts ~45 s sooner on CPU",
     )
     serve.add_argument("--no-prefix-caching", action="store_true")
+    serve.add_argument(
+        "--attention-backend",
+        choices=ATTENTION_BACKENDS,
+        default=DEFAULTS.attention_backend,
+        help="vllm: vLLM's own kernels; switchyard: ours (Triton on GPU, torch reference on CPU)",
+    )
     serve.add_argument("--seed", type=int, default=DEFAULTS.seed)
     serve.add_argument(
         "--shutdown-grace",
@@ -81,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         enforce_eager=args.enforce_eager,
         enable_prefix_caching=not args.no_prefix_caching,
         seed=args.seed,
+        attention_backend=args.attention_backend,
     )
     return asyncio.run(
         serve(config, host=args.host, port=args.port, shutdown_grace_s=args.shutdown_grace)

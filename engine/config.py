@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ATTENTION_BACKENDS = ("vllm", "switchyard")
+
 
 @dataclass(frozen=True)
 class RuntimeConfig:
@@ -19,3 +21,5 @@ class RuntimeConfig:
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
     seed: int = 0
+    # "vllm" (vLLM's own choice for the platform) or "switchyard" (our kernels).
+    attention_backend: str = "vllm"

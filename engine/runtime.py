@@ -17,13 +17,20 @@ from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.outputs import RequestOutput
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from switchyard.engine.config import RuntimeConfig
+from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
 from switchyard.engine.models.prepare import resolve_model_path
 from switchyard.engine.models.registry import EMBEDDED_MODELS, resolve_name
+from switchyard.engine.plugin import ATTENTION_BACKEND_ENV
 from switchyard.engine.requests import ModelLimits, PreparedRequest
 from switchyard.engine.stats import CountersLogger, EngineCounters
 
 log = logging.getLogger(__name__)
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 class DuplicateRequestId(ValueError):
@@ -68,6 +75,15 @@ class ModelRuntime:
             dtype = embedded.serve_dtype if embedded else "auto"
         # vLLM's CPU build reads its KV budget from the environment only.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_gib:g}")
+        if config.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"attention_backend must be one of {ATTENTION_BACKENDS}, "
+                f"got {config.attention_backend!r}"
+            )
+        use_ours = config.attention_backend == "switchyard"
+        if use_ours:
+            # Read by our vLLM plugin in every process vLLM starts (see engine/plugin.py).
+            os.environ[ATTENTION_BACKEND_ENV] = "switchyard"
         args = AsyncEngineArgs(
             model=str(path),
             served_model_name=[config.served_name or served_name],
@@ -79,6 +95,9 @@ class ModelRuntime:
             seed=config.seed,
             # Stats still flow to our logger; this only turns off vLLM's periodic prints.
             disable_log_stats=True,
+            # On CPU the plugin stands in for CPU_ATTN instead; naming CUSTOM there is
+            # ignored by the platform anyway.
+            attention_backend="CUSTOM" if use_ours and not _on_cpu() else None,
         )
         counters = EngineCounters()
 

@@ -1,0 +1,1 @@
+"""Switchyard's attention backends for vLLM (one file per backend)."""
