@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from switchyard.cli import engine, models
+from switchyard.cli import bench, engine, models, router
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     models.add_parser(groups)
     engine.add_parser(groups)
+    router.add_parser(groups)
+    bench.add_parser(groups)
     return parser
 
 

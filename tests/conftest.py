@@ -1,13 +1,24 @@
 """Shared fixtures: real engines for the integration tests, one ``switchyard engine serve``
-process per embedded model for the whole session, both started at once so their minute of start-up
-overlaps (each uses one core). Teardown sends SIGTERM and requires a clean exit 0, so
-every run also checks graceful shutdown.
+process per embedded model for the whole session, both started at once so their minute of
+start-up overlaps (each uses one core). Teardown sends SIGTERM and requires a clean exit 0,
+so every run also checks graceful shutdown.
+
+Without a GPU, Triton kernels run under its interpreter. Triton reads TRITON_INTERPRET when
+it is imported (vLLM imports it too), so the variable is set here, in the first file pytest
+loads, before anything imports triton; engine subprocesses get their environment without it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
@@ -38,6 +49,12 @@ class EngineProcess:
     process: subprocess.Popen
     log_path: Path
 
+    def kill_group(self) -> None:
+        """SIGKILL the server and every process it started; reap the server."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -58,33 +75,28 @@ class EngineProcess:
         return client
 
 
+def _engine_environment() -> dict[str, str]:
+    """The test process's environment, less the interpreter switch meant for kernel tests."""
+    return {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+
+
 def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
     port = free_port()
     log_path = log_dir / f"engine-{model}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "switchyard.cli.main",
-        "engine",
-        "serve",
-        "--model",
-        model,
-        "--port",
-        str(port),
-        "--enforce-eager",
-        "--kv-cache-gib",
-        "1",
-        "--max-model-len",
-        "2048",
-        "--shutdown-grace",
-        "5",
-    ]
+    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
+    command += ["--model", model, "--port", str(port), "--enforce-eager"]
+    command += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]
+    # Later flags win in argparse, so callers can override the defaults above.
+    command += extra
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**_engine_environment(), "PYTHONUNBUFFERED": "1"},
+            # Its own process group, so vLLM's engine-core and worker processes can be
+            # killed with it: killing only the server would orphan them (GBs each).
+            start_new_session=True,
         )
     return EngineProcess(model, f"127.0.0.1:{port}", process, log_path)
 
@@ -103,8 +115,8 @@ def engine_processes(
         try:
             code = engine.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            engine.process.kill()
             code = "killed after 60 s"
+        engine.kill_group()  # whatever of vLLM outlived a failed shutdown
         if code != 0:
             failures.append(f"{engine.model} exited {code} on SIGTERM:\n{engine.log_tail()}")
     assert not failures, "\n".join(failures)
@@ -122,9 +134,7 @@ def spawn_engine(tmp_path: Path) -> Iterator:
 
     yield spawn
     for engine in spawned:
-        if engine.process.poll() is None:
-            engine.process.kill()
-            engine.process.wait()
+        engine.kill_group()
 
 
 @pytest.fixture(scope="session")

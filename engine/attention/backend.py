@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from vllm.config import VllmConfig
 from vllm.logger import init_logger
 from vllm.v1.attention.backend import (
     AttentionBackend,
@@ -26,10 +27,13 @@ from vllm.v1.attention.backend import (
     CommonAttentionMetadata,
     MultipleOf,
 )
+from vllm.v1.kv_cache_interface import AttentionSpec
 
 from switchyard.kernels.attention import paged_attention, paged_attention_reference
 
-log = init_logger(__name__)
+# Under vLLM's logger: worker processes configure only that one, and the line saying
+# which backend runs must reach their output.
+log = init_logger(f"vllm.{__name__}")
 
 SUPPORTED_HEAD_SIZES = [64, 128, 256, 512]
 
@@ -48,6 +52,15 @@ class SwitchyardAttentionMetadata:
 
 
 class SwitchyardAttentionMetadataBuilder(AttentionMetadataBuilder[SwitchyardAttentionMetadata]):
+    def __init__(
+        self,
+        kv_cache_spec: AttentionSpec,
+        layer_names: list[str],
+        vllm_config: VllmConfig,
+        device: torch.device,
+    ) -> None:
+        super().__init__(kv_cache_spec, layer_names, vllm_config, device)
+
     def build(
         self,
         common_prefix_len: int,

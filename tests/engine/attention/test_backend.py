@@ -42,7 +42,7 @@ async def test_greedy_generations_match_vllm_cpu_attention(
         expected = [await _greedy(stock, **r) for r in requests]
         got = await asyncio.gather(*(_greedy(ours, **r) for r in requests))
         assert max(tokens for _, tokens in expected) > 600
-        for (want, _), (have, _), request in zip(expected, got, strict=True):
+        for (want, _), (have, _), request in zip(expected, got, requests, strict=True):
             assert have == want, f"diverged on {str(request)[:60]!r}"
         assert "switchyard attention backend in use" in ours_process.log_tail(10_000)
     finally:

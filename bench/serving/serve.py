@@ -1,0 +1,180 @@
+"""``switchyard bench serve`` as a library call: settings in, one result per load out."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from switchyard.bench.serving.grpc_backend import GrpcBackend
+from switchyard.bench.serving.jsonl import jsonl_workload
+from switchyard.bench.serving.metrics import parse_slos
+from switchyard.bench.serving.openai_backend import ENDPOINTS, OpenAIBackend
+from switchyard.bench.serving.record import Backend
+from switchyard.bench.serving.runner import Load, RunResult, run_benchmark, sweep_loads
+from switchyard.bench.serving.workloads import (
+    BenchRequest,
+    load_tokenizer,
+    random_workload,
+    shared_prefix_workload,
+)
+
+WORKLOADS = ("random", "shared-prefix", "jsonl")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything that defines a benchmark invocation; saved with its results."""
+
+    target: str
+    model: str
+    endpoint: str = "chat"
+    workload: str = "random"
+    tokenizer: str | None = None
+    seed: int = 0
+    num_prompts: int = 100
+    random_input_len: int = 1024
+    random_output_len: int = 128
+    random_range_ratio: float = 0.0
+    gsp_num_groups: int = 8
+    gsp_prompts_per_group: int = 16
+    gsp_system_prompt_len: int = 1024
+    gsp_question_len: int = 128
+    gsp_output_len: int = 128
+    dataset_path: str | None = None
+    jsonl_output_len: int | None = None
+    request_rate: float = math.inf
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    warmup: int = 0
+    sweep: str | None = None
+    goodput: str | None = None
+    request_timeout_s: float | None = 600.0
+
+    def check(self) -> None:
+        """Reject settings that would hang or measure nothing, before any request is sent."""
+        check_target(self.target)
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {self.endpoint!r}")
+        positive = {
+            "num_prompts": self.num_prompts,
+            "random_input_len": self.random_input_len,
+            "random_output_len": self.random_output_len,
+            "gsp_num_groups": self.gsp_num_groups,
+            "gsp_prompts_per_group": self.gsp_prompts_per_group,
+            "gsp_system_prompt_len": self.gsp_system_prompt_len,
+            "gsp_question_len": self.gsp_question_len,
+            "gsp_output_len": self.gsp_output_len,
+            "jsonl_output_len": self.jsonl_output_len,
+            "max_concurrency": self.max_concurrency,
+            "request_rate": self.request_rate,
+            "burstiness": self.burstiness,
+            "request_timeout_s": self.request_timeout_s,
+        }
+        for name, value in positive.items():
+            if value is not None and value <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {value}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe settings (``inf`` as a string); the API key is never part of them."""
+        values = dict(self.__dict__)
+        if math.isinf(self.request_rate):
+            values["request_rate"] = "inf"
+        return values
+
+
+def check_target(target: str) -> str:
+    """The target's scheme, ``http``, ``https`` or ``grpc``; raises ValueError otherwise."""
+    parsed = urlparse(target)
+    if parsed.scheme not in ("http", "https", "grpc") or not parsed.netloc:
+        raise ValueError(
+            f"--target must be http(s)://HOST:PORT or grpc://HOST:PORT, got {target!r}"
+        )
+    return parsed.scheme
+
+
+def make_backend(settings: ServeSettings, api_key: str | None = None) -> Backend:
+    if check_target(settings.target) == "grpc":
+        return GrpcBackend(settings.target, timeout_s=settings.request_timeout_s)
+    return OpenAIBackend(
+        settings.target,
+        settings.model,
+        endpoint=settings.endpoint,
+        api_key=api_key,
+        timeout_s=settings.request_timeout_s,
+    )
+
+
+def build_workload(settings: ServeSettings) -> list[BenchRequest]:
+    """The workload's requests; synthetic ones need the model's tokenizer."""
+    tokenizer_name = settings.tokenizer or settings.model
+    if settings.workload == "random":
+        return random_workload(
+            load_tokenizer(tokenizer_name),
+            num_prompts=settings.num_prompts,
+            input_len=settings.random_input_len,
+            output_len=settings.random_output_len,
+            range_ratio=settings.random_range_ratio,
+            seed=settings.seed,
+        )
+    if settings.workload == "shared-prefix":
+        return shared_prefix_workload(
+            load_tokenizer(tokenizer_name),
+            num_groups=settings.gsp_num_groups,
+            prompts_per_group=settings.gsp_prompts_per_group,
+            system_prompt_len=settings.gsp_system_prompt_len,
+            question_len=settings.gsp_question_len,
+            output_len=settings.gsp_output_len,
+            seed=settings.seed,
+        )
+    if settings.workload == "jsonl":
+        if not settings.dataset_path:
+            raise ValueError("the jsonl workload needs --dataset-path")
+        # A tokenizer only refines counts here; go without one if only a name was given.
+        return jsonl_workload(
+            settings.dataset_path,
+            num_prompts=settings.num_prompts,
+            tokenizer=load_tokenizer(settings.tokenizer) if settings.tokenizer else None,
+            output_len=settings.jsonl_output_len,
+            seed=settings.seed,
+        )
+    raise ValueError(f"unknown workload {settings.workload!r}; choose one of {WORKLOADS}")
+
+
+async def run_serve(
+    settings: ServeSettings,
+    *,
+    api_key: str | None = None,
+    requests: list[BenchRequest] | None = None,
+) -> list[RunResult]:
+    """Run one benchmark per load (one, or one per ``--sweep`` value) on one workload.
+
+    ``requests`` replaces the workload the settings describe (for callers with their own).
+    """
+    settings.check()
+    slos = parse_slos(settings.goodput) if settings.goodput else None
+    base = Load(settings.request_rate, settings.burstiness, settings.max_concurrency)
+    loads = sweep_loads(base, settings.sweep)
+    if requests is None:
+        requests = build_workload(settings)
+    backend = make_backend(settings, api_key)
+    results = []
+    try:
+        for load in loads:
+            log.info(
+                "benchmarking %s: %d requests, %s", settings.target, len(requests), load.label()
+            )
+            results.append(
+                await run_benchmark(
+                    backend, requests, load, warmup=settings.warmup, slos=slos, seed=settings.seed
+                )
+            )
+        return results
+    finally:
+        await backend.close()

@@ -1,0 +1,155 @@
+"""``switchyard bench serve``: load a serving target and report latency and throughput."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+
+from switchyard.bench.serving.metrics import METRIC_DEFINITIONS
+
+EPILOG = f"""\
+targets:
+  http(s)://HOST:PORT   OpenAI-compatible server, streamed /v1/chat/completions or
+                        /v1/completions with stream_options.include_usage
+  grpc://HOST:PORT      the Switchyard engine's Generate
+
+workloads:
+  random         prompts of --random-input-len tokens exactly (model tokenizer), asking
+                 for --random-output-len tokens (max_tokens + ignore_eos)
+  shared-prefix  --gsp-num-groups system prompts, each shared by --gsp-prompts-per-group
+                 questions (SGLang's generated-shared-prefix)
+  jsonl          --dataset-path lines of {{"messages": [...]}} or ShareGPT
+                 {{"conversations": [...]}}; a final assistant turn sets the output length
+                 (with --tokenizer) and is not sent
+
+{METRIC_DEFINITIONS}
+"""
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("bench", help="serving benchmarks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="benchmark an OpenAI-compatible server or the engine's gRPC API",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = serve.add_argument_group("target")
+    target.add_argument("--target", required=True, help="http(s)://HOST:PORT or grpc://HOST:PORT")
+    target.add_argument("--model", required=True, help="model name sent in OpenAI requests")
+    target.add_argument(
+        "--api-key",
+        default=os.environ.get("OPENAI_API_KEY"),
+        help="bearer token for HTTP targets (default $OPENAI_API_KEY)",
+    )
+    target.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
+    target.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds per request (default 600)"
+    )
+
+    workload = serve.add_argument_group("workload")
+    workload.add_argument(
+        "--workload", choices=("random", "shared-prefix", "jsonl"), default="random"
+    )
+    workload.add_argument(
+        "--tokenizer",
+        help="tokenizer directory, embedded model name or hub id (default: --model)",
+    )
+    workload.add_argument("--seed", type=int, default=0)
+    workload.add_argument("--num-prompts", type=int, default=100)
+    workload.add_argument("--random-input-len", type=int, default=1024)
+    workload.add_argument("--random-output-len", type=int, default=128)
+    workload.add_argument(
+        "--random-range-ratio",
+        type=float,
+        default=0.0,
+        help="lengths uniform in [len*(1-r), len*(1+r)] (default 0: fixed)",
+    )
+    workload.add_argument("--gsp-num-groups", type=int, default=8)
+    workload.add_argument("--gsp-prompts-per-group", type=int, default=16)
+    workload.add_argument("--gsp-system-prompt-len", type=int, default=1024)
+    workload.add_argument("--gsp-question-len", type=int, default=128)
+    workload.add_argument("--gsp-output-len", type=int, default=128)
+    workload.add_argument("--dataset-path", help="JSONL file for --workload jsonl")
+    workload.add_argument(
+        "--jsonl-output-len", type=int, help="fixed output length for every jsonl request"
+    )
+
+    load = serve.add_argument_group("load")
+    load.add_argument(
+        "--request-rate", type=float, default=math.inf, help="requests/s (default inf: all at once)"
+    )
+    load.add_argument(
+        "--burstiness", type=float, default=1.0, help="gamma shape of arrivals (1 = Poisson)"
+    )
+    load.add_argument("--max-concurrency", type=int, help="most requests in flight at once")
+    load.add_argument("--warmup", type=int, default=0, help="uncounted requests sent first")
+    load.add_argument(
+        "--sweep",
+        help="one run per value: concurrency=1,2,4 or request-rate=1,2 (overrides that flag)",
+    )
+
+    output = serve.add_argument_group("output")
+    output.add_argument("--goodput", help="SLOs in ms, e.g. ttft:200,tpot:50,e2el:2000")
+    output.add_argument("--save", metavar="PATH", help="write settings, environment and metrics")
+    output.add_argument("--detailed", action="store_true", help="add per-request records to --save")
+    output.add_argument("--csv", metavar="PATH", help="write one CSV row per run")
+    output.add_argument(
+        "--max-failures",
+        type=int,
+        default=0,
+        help="exit 1 when a run has more failed requests than this (default 0)",
+    )
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from switchyard.bench.serving import report
+    from switchyard.bench.serving.serve import ServeSettings, run_serve
+
+    settings = ServeSettings(
+        target=args.target,
+        model=args.model,
+        endpoint=args.endpoint,
+        workload=args.workload,
+        tokenizer=args.tokenizer,
+        seed=args.seed,
+        num_prompts=args.num_prompts,
+        random_input_len=args.random_input_len,
+        random_output_len=args.random_output_len,
+        random_range_ratio=args.random_range_ratio,
+        gsp_num_groups=args.gsp_num_groups,
+        gsp_prompts_per_group=args.gsp_prompts_per_group,
+        gsp_system_prompt_len=args.gsp_system_prompt_len,
+        gsp_question_len=args.gsp_question_len,
+        gsp_output_len=args.gsp_output_len,
+        dataset_path=args.dataset_path,
+        jsonl_output_len=args.jsonl_output_len,
+        request_rate=args.request_rate,
+        burstiness=args.burstiness,
+        max_concurrency=args.max_concurrency,
+        warmup=args.warmup,
+        sweep=args.sweep,
+        goodput=args.goodput,
+        request_timeout_s=args.request_timeout,
+    )
+    try:
+        results = asyncio.run(run_serve(settings, api_key=args.api_key))
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    report.print_summary(results)
+    if args.save:
+        report.save_json(
+            args.save, report.to_json(settings.to_dict(), results, detailed=args.detailed)
+        )
+    if args.csv:
+        report.write_csv(args.csv, results)
+    worst = max(result.metrics.failed for result in results)
+    if worst > args.max_failures:
+        limit = args.max_failures
+        print(f"error: a run had {worst} failed request(s), more than --max-failures {limit}")
+        return 1
+    return 0

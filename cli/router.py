@@ -1,0 +1,40 @@
+"""``switchyard router serve``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("router", help="the OpenAI-compatible HTTP router")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the router over HTTP")
+    serve.add_argument("--config", required=True, help="router YAML config")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback; 0.0.0.0 exposes the router)",
+    )
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve without client API keys (only for local experiments)",
+    )
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from switchyard.router.app import create_app
+    from switchyard.router.auth import InsecureConfigError
+    from switchyard.router.config import ConfigError, load_config
+
+    try:
+        app = create_app(load_config(args.config), insecure_no_auth=args.insecure_no_auth)
+    except (ConfigError, InsecureConfigError) as error:
+        raise SystemExit(f"error: {error}") from None
+    # log_config=None keeps the logging that main() set up instead of uvicorn's own.
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
+    return 0

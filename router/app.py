@@ -1,0 +1,251 @@
+"""The router's HTTP API: OpenAI's chat completions, completions and models endpoints,
+plus liveness and readiness probes.
+
+Every failure is answered in OpenAI's error shape with a meaningful status (400 with the
+field named, 401, 404, 413, 503, 504); an unexpected exception is logged here and the
+client gets a generic 500, never a stack trace. A failure after a stream has started
+cannot change the status any more, so it is sent as a last ``data: {"error": ...}``
+event, as OpenRouter does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from switchyard.router.auth import KeyChecker
+from switchyard.router.config import RouterConfig
+from switchyard.router.errors import APIError, invalid_request, server_error
+from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.providers import first_party
+from switchyard.router.registry import Registry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Pydantic names the member of a union that failed (``str``, ``list[TextPart]``) in an
+# error's location; those are not request fields and are left out of ``param``.
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def validation_param(location: tuple[int | str, ...]) -> str | None:
+    """``('messages', 0, 'content', 'str')`` -> ``messages[0].content``."""
+    param = ""
+    for part in location:
+        if isinstance(part, int):
+            param += f"[{part}]"
+        elif part.lower() not in _TYPE_TAGS and not any(c in part for c in "[-"):
+            param += f".{part}" if param else part
+    return param or None
+
+
+def parse_body(body: bytes, model: type[BaseModel]) -> Any:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise invalid_request(f"the request body is not valid JSON: {error}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        param = validation_param(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise invalid_request(f"{param}: {message}" if param else message, param) from None
+
+
+def sse_frame(payload: Mapping[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def sse_body(
+    first: dict[str, Any], events: AsyncGenerator[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    """Frame the events; the engine stream is iterated here, in the response's task, so
+    a client disconnect cancels it."""
+    try:
+        yield sse_frame(first)
+        async for event in events:
+            yield sse_frame(event)
+        yield b"data: [DONE]\n\n"
+    except APIError as error:
+        yield sse_frame(error.body())
+    except Exception:
+        log.exception("stream failed after it started")
+        yield sse_frame(server_error(500, "internal error", "internal_error").body())
+    finally:
+        await events.aclose()
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, cancelling it (and so the engine call) if the client leaves.
+
+    Servers cancel a streaming body on disconnect, but not a handler still computing a
+    whole response; without this a dropped non-streaming request would keep the engine
+    busy until it finished."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise APIError(499, "the client closed the request", code="client_closed_request")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class Router:
+    """The request handlers, with what they share."""
+
+    def __init__(self, config: RouterConfig, keys: KeyChecker) -> None:
+        self.config = config
+        self.keys = keys
+        self.registry = Registry(config)
+        self.started = int(time.time())
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        too_large = APIError(
+            413, f"the request body exceeds {limit} bytes", code="request_too_large"
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise too_large
+        return bytes(body)
+
+    async def _serve(
+        self, request: Request, model: type[ChatCompletionRequest | CompletionRequest]
+    ) -> Response:
+        try:
+            self.keys.check(request.headers.get("authorization"))
+            body: ChatCompletionRequest | CompletionRequest = parse_body(
+                await self._read_body(request), model
+            )
+            engine = self.registry.find(body.model)
+            if engine is None:
+                raise APIError(
+                    404,
+                    f"the model {body.model!r} does not exist",
+                    param="model",
+                    code="model_not_found",
+                )
+            request_id = uuid.uuid4().hex
+            if not body.stream:
+                return JSONResponse(
+                    await _unless_disconnected(
+                        request, first_party.complete(engine, body, request_id)
+                    )
+                )
+            events = first_party.stream(engine, body, request_id)
+            try:
+                first = await anext(events)
+            except BaseException:
+                await events.aclose()
+                raise
+            return StreamingResponse(
+                sse_body(first, events),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        except APIError as error:
+            return error.response()
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve(request, ChatCompletionRequest)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, CompletionRequest)
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self.keys.check(request.headers.get("authorization"))
+        except APIError as error:
+            return error.response()
+        data = [
+            {"id": e.model_id, "object": "model", "created": self.started, "owned_by": "switchyard"}
+            for e in self.registry.models()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        states = await self.registry.readiness()
+        ready = bool(states) and all(state == "serving" for state in states.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "engines": states},
+            status_code=200 if ready else 503,
+        )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return APIError(error.status_code, error.detail, code="http_error").response()
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    # Starlette re-raises after this answer, so the server logs the traceback once.
+    return server_error(500, "internal error", "internal_error").response()
+
+
+def create_app(
+    config: RouterConfig,
+    *,
+    insecure_no_auth: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Starlette:
+    """Build the app; raises InsecureConfigError when no client key is configured."""
+    keys = KeyChecker(config.auth.resolve_keys(environ), insecure_no_auth=insecure_no_auth)
+    router = Router(config, keys)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        router.registry.open()
+        resolving = asyncio.create_task(router.registry.resolve_until_done())
+        try:
+            yield
+        finally:
+            resolving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resolving
+            await router.registry.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", router.chat_completions, methods=["POST"]),
+            Route("/v1/completions", router.completions, methods=["POST"]),
+            Route("/v1/models", router.models, methods=["GET"]),
+            Route("/health", router.health, methods=["GET"]),
+            Route("/ready", router.ready, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+        lifespan=lifespan,
+    )
+    app.state.router = router
+    return app

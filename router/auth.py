@@ -1,0 +1,46 @@
+"""Bearer-key authentication of the router's clients."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from switchyard.router.errors import APIError
+
+
+class InsecureConfigError(ValueError):
+    """Raised instead of silently serving an open router when no key is configured."""
+
+
+class KeyChecker:
+    """Checks ``Authorization: Bearer <key>`` against every configured key.
+
+    Each comparison is constant-time and all keys are always compared, so neither the
+    timing nor an early exit tells a caller how close a guess was or which key matched.
+    """
+
+    def __init__(self, keys: Sequence[str], *, insecure_no_auth: bool = False) -> None:
+        if not keys and not insecure_no_auth:
+            raise InsecureConfigError(
+                "no API key configured: set auth.keys or the auth.keys_env variable, "
+                "or pass insecure_no_auth to serve without authentication"
+            )
+        self._keys = [key.encode() for key in keys]
+        self.enabled = not insecure_no_auth
+
+    def check(self, authorization: str | None) -> None:
+        """Raise a 401 unless the header carries one of the keys."""
+        if not self.enabled:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        candidate = token.strip().encode()
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(candidate, key)
+        if scheme.lower() != "bearer" or not candidate or not matched:
+            raise APIError(
+                401,
+                "missing or invalid API key",
+                type="authentication_error",
+                code="invalid_api_key",
+            )

@@ -1,0 +1,73 @@
+"""Errors in OpenAI's wire shape, so the official SDKs raise their typed exceptions.
+
+``{"error": {"message", "type", "param", "code"}}``: the SDKs pick the exception class
+from the HTTP status and show ``message``; ``param`` tells the caller which field to fix.
+"""
+
+from __future__ import annotations
+
+import grpc
+from starlette.responses import JSONResponse
+
+from switchyard.router.openai_types import ENGINE_FIELD_TO_PARAM
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def invalid_request(message: str, param: str | None = None) -> APIError:
+    return APIError(400, message, param=param)
+
+
+def server_error(status: int, message: str, code: str) -> APIError:
+    return APIError(status, message, type="server_error", code=code)
+
+
+def _engine_param(details: str) -> str | None:
+    """The OpenAI field behind an engine message such as ``sampling.top_p: must be ...``."""
+    field, sep, _ = details.partition(":")
+    return ENGINE_FIELD_TO_PARAM.get(field.split("[")[0]) if sep else None
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> APIError:
+    """Translate an engine call failure; engine internals are logged, never returned."""
+    code = error.code()
+    details = error.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return invalid_request(details, _engine_param(details))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return APIError(429, "the engine is overloaded, retry later", type="rate_limit_error")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return server_error(504, "the engine did not answer in time", "timeout")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return server_error(503, "the engine is unavailable", "engine_unavailable")
+    return server_error(502, "the engine failed to process the request", "engine_error")

@@ -1,0 +1,127 @@
+"""Request bodies of OpenAI's chat completions and completions endpoints.
+
+Fields the engine cannot honour in a way a client would notice are refused with a 400
+naming them (``n > 1``, non-text content parts); fields that only annotate a request
+(``user``, ``metadata``) or that this router does not know are accepted and ignored, as
+OpenAI-compatible servers commonly do, so SDKs that send extra fields keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Engine field (as named in its INVALID_ARGUMENT messages) -> the OpenAI request field.
+ENGINE_FIELD_TO_PARAM = {
+    "sampling.temperature": "temperature",
+    "sampling.top_p": "top_p",
+    "sampling.max_tokens": "max_tokens",
+    "sampling.stop": "stop",
+    "sampling.seed": "seed",
+    "sampling.presence_penalty": "presence_penalty",
+    "sampling.frequency_penalty": "frequency_penalty",
+    "sampling.logprobs": "logprobs",
+    "input.text": "prompt",
+    "input.chat.messages": "messages",
+}
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # None is what SDKs send for an assistant turn that only carried tool calls.
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class _Common(_Lenient):
+    model: str = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _single_choice(cls, n: int | None) -> int | None:
+        if n is not None and n > 1:
+            raise ValueError("n > 1 is not supported")
+        return n
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("at most 4 stop sequences are supported")
+        return stop
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatCompletionRequest(_Common):
+    messages: list[Message] = Field(min_length=1)
+    # OpenAI's newer name for max_tokens; it wins when both are set.
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool = False
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def engine_logprobs(self) -> int | None:
+        """The engine's alternatives count: unset means no logprobs at all."""
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str]
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, prompt: str | list[str]) -> str | list[str]:
+        if isinstance(prompt, list) and len(prompt) != 1:
+            raise ValueError("exactly one prompt is supported")
+        if not (prompt if isinstance(prompt, str) else prompt[0]):
+            raise ValueError("the prompt must not be empty")
+        return prompt
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def output_limit(self) -> int | None:
+        return self.max_tokens

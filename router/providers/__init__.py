@@ -1,0 +1,1 @@
+"""Where requests are served: the first-party engine, and later hosted providers."""

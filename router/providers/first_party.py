@@ -1,0 +1,268 @@
+"""OpenAI chat completions and completions served by a first-party engine over gRPC.
+
+The engine's stream is re-framed chunk by chunk as it arrives, never buffered, so time
+to first token is the engine's. The engine call is iterated inside the generator that
+produces the response: when the HTTP client goes away, the server cancels that
+generator, which cancels the gRPC call, which aborts the request in the engine and frees
+its KV cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from switchyard.engine.client import build_request
+from switchyard.engine.v1 import engine_pb2
+from switchyard.router.errors import from_rpc_error, server_error
+from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.registry import Engine
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+FINISH_REASONS = {engine_pb2.STOP: "stop", engine_pb2.LENGTH: "length"}
+
+
+def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Json:
+    return {
+        "max_tokens": request.output_limit(),
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "stop": request.stop_list(),
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
+
+
+def chat_to_engine(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    return build_request(
+        messages=[{"role": m.role, "content": m.text()} for m in request.messages],
+        request_id=request_id,
+        logprobs=request.engine_logprobs(),
+        **_sampling(request),
+    )
+
+
+def completion_to_engine(request: CompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    return build_request(
+        text=request.prompt_text(),
+        request_id=request_id,
+        logprobs=request.logprobs,
+        **_sampling(request),
+    )
+
+
+def finish_reason(complete: engine_pb2.Complete) -> str:
+    reason = FINISH_REASONS.get(complete.finish_reason)
+    if reason is None:
+        # ABORT reaches a live client only when the engine is shutting down.
+        raise server_error(503, "the engine stopped before the request finished", "engine_aborted")
+    return reason
+
+
+def usage(complete: engine_pb2.Complete) -> Json:
+    counts = complete.usage
+    return {
+        "prompt_tokens": counts.prompt_tokens,
+        "completion_tokens": counts.completion_tokens,
+        "total_tokens": counts.prompt_tokens + counts.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": counts.cached_prompt_tokens},
+    }
+
+
+def chat_logprobs(entries: Sequence[engine_pb2.TokenLogprob]) -> Json:
+    def token(text: str, logprob: float) -> Json:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {
+        "content": [
+            {
+                **token(entry.token, entry.logprob),
+                "top_logprobs": [token(top.token, top.logprob) for top in entry.top],
+            }
+            for entry in entries
+        ]
+    }
+
+
+def completion_logprobs(entries: Sequence[engine_pb2.TokenLogprob], text_offset: int) -> Json:
+    """The legacy completions shape; offsets count from ``text_offset`` onwards."""
+    offsets = []
+    for entry in entries:
+        offsets.append(text_offset)
+        text_offset += len(entry.token)
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [{top.token: top.logprob for top in entry.top} for entry in entries],
+        "text_offset": offsets,
+    }
+
+
+class _Shape(ABC):
+    """How one endpoint spells its objects; the streaming logic is shared."""
+
+    id_prefix: str
+    chunk_object: str
+    final_object: str
+
+    def __init__(self, wants_logprobs: bool) -> None:
+        self.wants_logprobs = wants_logprobs
+
+    def opening(self) -> Json | None:
+        return None
+
+    @abstractmethod
+    def delta(self, text: str, logprobs: Json | None, finish: str | None) -> Json: ...
+
+    @abstractmethod
+    def choice(self, text: str, logprobs: Json | None, finish: str) -> Json: ...
+
+    @abstractmethod
+    def logprobs(self, entries: Sequence[engine_pb2.TokenLogprob], offset: int) -> Json | None: ...
+
+
+class ChatShape(_Shape):
+    id_prefix = "chatcmpl-"
+    chunk_object = "chat.completion.chunk"
+    final_object = "chat.completion"
+
+    def opening(self) -> Json:
+        return {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+
+    def delta(self, text: str, logprobs: Json | None, finish: str | None) -> Json:
+        return {
+            "index": 0,
+            "delta": {"content": text} if text or finish is None else {},
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
+
+    def choice(self, text: str, logprobs: Json | None, finish: str) -> Json:
+        return {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
+
+    def logprobs(self, entries: Sequence[engine_pb2.TokenLogprob], offset: int) -> Json | None:
+        return chat_logprobs(entries) if self.wants_logprobs else None
+
+
+class CompletionShape(_Shape):
+    id_prefix = "cmpl-"
+    chunk_object = "text_completion"
+    final_object = "text_completion"
+
+    def delta(self, text: str, logprobs: Json | None, finish: str | None) -> Json:
+        return self.choice(text, logprobs, finish)
+
+    def choice(self, text: str, logprobs: Json | None, finish: str | None) -> Json:
+        return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+
+    def logprobs(self, entries: Sequence[engine_pb2.TokenLogprob], offset: int) -> Json | None:
+        return completion_logprobs(entries, offset) if self.wants_logprobs else None
+
+
+def shape_for(request: ChatCompletionRequest | CompletionRequest) -> _Shape:
+    if isinstance(request, ChatCompletionRequest):
+        return ChatShape(request.logprobs)
+    return CompletionShape(request.logprobs is not None)
+
+
+def engine_request(
+    request: ChatCompletionRequest | CompletionRequest, request_id: str
+) -> engine_pb2.GenerateRequest:
+    if isinstance(request, ChatCompletionRequest):
+        return chat_to_engine(request, request_id)
+    return completion_to_engine(request, request_id)
+
+
+async def _engine_stream(
+    engine: Engine, request: engine_pb2.GenerateRequest
+) -> AsyncIterator[engine_pb2.GenerateResponse]:
+    try:
+        async for response in engine.client.stream(request):
+            yield response
+    except grpc.aio.AioRpcError as error:
+        log.warning(
+            "engine %s request %s failed: %s %s",
+            engine.label,
+            request.request_id,
+            error.code().name,
+            error.details(),
+        )
+        raise from_rpc_error(error) from None
+
+
+async def stream(
+    engine: Engine, request: ChatCompletionRequest | CompletionRequest, request_id: str
+) -> AsyncGenerator[Json]:
+    """Yield the OpenAI stream objects of one request; raise APIError on failure.
+
+    Nothing is yielded before the engine's first answer, so a caller that awaits the
+    first object learns of a refused request while it can still answer with a status.
+    """
+    shape = shape_for(request)
+    model = engine.model_id
+    include_usage = request.include_usage
+    envelope = {
+        "id": shape.id_prefix + request_id,
+        "object": shape.chunk_object,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def event(choices: list[Json], usage_: Json | None = None) -> Json:
+        return {**envelope, "choices": choices, **({"usage": usage_} if include_usage else {})}
+
+    opening = shape.opening()
+    offset = 0
+    async for response in _engine_stream(engine, engine_request(request, request_id)):
+        if opening is not None:
+            yield event([opening])
+            opening = None
+        if response.HasField("chunk"):
+            chunk = response.chunk
+            if chunk.text or chunk.logprobs:
+                yield event([shape.delta(chunk.text, shape.logprobs(chunk.logprobs, offset), None)])
+                offset += len(chunk.text)
+            continue
+        complete = response.complete
+        yield event([shape.delta("", None, finish_reason(complete))])
+        if include_usage:
+            yield event([], usage(complete))
+        return
+    raise server_error(502, "the engine ended the stream without a result", "engine_error")
+
+
+async def complete(
+    engine: Engine, request: ChatCompletionRequest | CompletionRequest, request_id: str
+) -> Json:
+    """The whole response object of a non-streaming request."""
+    shape = shape_for(request)
+    text = ""
+    entries: list[engine_pb2.TokenLogprob] = []
+    async for response in _engine_stream(engine, engine_request(request, request_id)):
+        if response.HasField("chunk"):
+            text += response.chunk.text
+            entries.extend(response.chunk.logprobs)
+            continue
+        complete_ = response.complete
+        return {
+            "id": shape.id_prefix + request_id,
+            "object": shape.final_object,
+            "created": int(time.time()),
+            "model": engine.model_id,
+            "choices": [shape.choice(text, shape.logprobs(entries, 0), finish_reason(complete_))],
+            "usage": usage(complete_),
+        }
+    raise server_error(502, "the engine ended the stream without a result", "engine_error")

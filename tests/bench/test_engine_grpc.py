@@ -1,0 +1,28 @@
+"""One small end-to-end run against the session's real engine over gRPC."""
+
+from __future__ import annotations
+
+from switchyard.bench.serving.serve import ServeSettings, run_serve
+from switchyard.engine.client import EngineClient
+
+
+async def test_random_workload_against_the_engine(smollm: EngineClient, engine_processes) -> None:
+    target = engine_processes["smollm2-135m-instruct"].target
+    settings = ServeSettings(
+        target=f"grpc://{target}",
+        model="smollm2-135m-instruct",
+        num_prompts=4,
+        random_input_len=32,
+        random_output_len=8,
+        max_concurrency=2,
+        goodput="e2el:60000",
+    )
+    [result] = await run_serve(settings)
+    m = result.metrics
+    assert (m.completed, m.failed) == (4, 0), m.errors
+    assert [r.output_tokens for r in result.records] == [8] * 4
+    assert [r.prompt_tokens for r in result.records] == [32] * 4
+    assert sum(sum(r.chunk_tokens) for r in result.records) == 32
+    assert 0 < m.ttft_ms.mean < m.e2el_ms.mean
+    assert m.tpot_ms.mean > 0
+    assert m.goodput == m.request_throughput

@@ -1,0 +1,301 @@
+"""The router's HTTP API, driven by the official OpenAI SDK, in front of real engines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+from conftest import KEYS, MAX_BODY_BYTES, serve_router
+
+from switchyard.engine.client import EngineClient
+from switchyard.router.config import parse_config
+
+pytestmark = pytest.mark.timeout(900)
+
+SMOLLM = "switchyard/smollm2-135m-instruct"
+GEMMA = "switchyard/gemma-3-270m"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+async def client(router_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=router_url + "/v1", api_key=KEYS[1], max_retries=0
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def http(router_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {KEYS[0]}"}
+    async with httpx.AsyncClient(base_url=router_url, headers=headers) as http:
+        yield http
+
+
+async def test_chat_knows_the_capital_of_france(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model=SMOLLM, messages=FRANCE, temperature=0, max_tokens=32
+    )
+    assert completion.object == "chat.completion"
+    assert completion.model == SMOLLM
+    choice = completion.choices[0]
+    assert "Paris" in choice.message.content
+    assert choice.message.role == "assistant"
+    assert choice.finish_reason == "stop"
+    assert completion.usage.completion_tokens > 0
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+
+async def test_stream_matches_the_non_streaming_answer(client: openai.AsyncOpenAI) -> None:
+    whole = await client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=FRANCE, temperature=0, max_tokens=32
+    )
+    stream = await client.chat.completions.create(
+        model=SMOLLM,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=32,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert {c.id for c in chunks} == {chunks[0].id}
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and not any(finishes[:-1])
+    assert not chunks[-1].choices
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+async def test_stream_ends_with_done(http: httpx.AsyncClient) -> None:
+    body = {"model": SMOLLM, "messages": FRANCE, "max_tokens": 4, "stream": True}
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.aiter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+
+
+async def test_models_lists_both_engines(client: openai.AsyncOpenAI) -> None:
+    models = [model.id async for model in client.models.list()]
+    assert sorted(models) == [GEMMA, SMOLLM]
+
+
+async def test_completions_on_the_base_model(client: openai.AsyncOpenAI) -> None:
+    completion = await client.completions.create(
+        model=GEMMA, prompt="def fibonacci(n):", max_tokens=48, temperature=0
+    )
+    assert completion.object == "text_completion"
+    assert "return" in completion.choices[0].text
+    listed = await client.completions.create(
+        model="gemma-3-270m", prompt=["def fibonacci(n):"], max_tokens=48, temperature=0
+    )
+    assert listed.choices[0].text == completion.choices[0].text
+
+
+async def test_streamed_completion_with_logprobs(client: openai.AsyncOpenAI) -> None:
+    stream = await client.completions.create(
+        model=GEMMA,
+        prompt="The capital of France is",
+        max_tokens=5,
+        temperature=0,
+        logprobs=2,
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream]
+    tokens = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens]
+    assert len(tokens) == 5
+    assert "".join(tokens) == "".join(c.choices[0].text for c in chunks)
+
+
+async def test_chat_logprobs(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model=SMOLLM, messages=FRANCE, temperature=0, max_tokens=6, logprobs=True, top_logprobs=2
+    )
+    entries = completion.choices[0].logprobs.content
+    assert len(entries) == completion.usage.completion_tokens
+    for entry in entries:
+        assert len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].token == entry.token
+        assert entry.logprob <= 0
+
+
+async def test_max_completion_tokens_is_respected(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model=SMOLLM,
+        messages=[{"role": "user", "content": "Tell me a long story about a dragon."}],
+        temperature=0,
+        max_completion_tokens=5,
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 5
+
+
+async def test_repeated_prefix_reports_cached_tokens(client: openai.AsyncOpenAI) -> None:
+    rules = " ".join(f"Rule {i}: answer briefly and politely." for i in range(60))
+    usages = []
+    for question in ("What is 2+2?", "What is 3+3?"):
+        completion = await client.chat.completions.create(
+            model=SMOLLM,
+            messages=[{"role": "system", "content": rules}, {"role": "user", "content": question}],
+            temperature=0,
+            max_tokens=4,
+        )
+        usages.append(completion.usage)
+    assert usages[0].prompt_tokens > 300
+    assert usages[1].prompt_tokens_details.cached_tokens > 0
+
+
+async def test_missing_or_wrong_key_is_401(router_url: str) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=router_url + "/v1", api_key="wrong", max_retries=0
+    ) as wrong:
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.chat.completions.create(model=SMOLLM, messages=FRANCE)
+    async with httpx.AsyncClient(base_url=router_url) as anonymous:
+        response = await anonymous.post("/v1/chat/completions", json={})
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+        assert (await anonymous.get("/v1/models")).status_code == 401
+
+
+async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        await client.chat.completions.create(model="switchyard/nope", messages=FRANCE)
+    assert error.value.param == "model"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"temperature": -1}, "temperature"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"max_tokens": 0}, "max_tokens"),
+    ],
+)
+async def test_invalid_requests_are_400_naming_the_field(
+    client: openai.AsyncOpenAI, extra: dict, param: str
+) -> None:
+    request = {"model": SMOLLM, "messages": FRANCE, "max_tokens": 4, **extra}
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(**request)
+    assert error.value.param == param
+    if "n" in extra:
+        assert "n > 1 is not supported" in error.value.message
+
+
+async def test_engine_refusal_of_a_stream_is_400_before_it_starts(
+    client: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(
+            model=SMOLLM, messages=FRANCE, temperature=-1, stream=True
+        )
+    assert error.value.param == "temperature"
+
+
+async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/v1/chat/completions", content=b'{"model": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_oversized_body_is_413(http: httpx.AsyncClient) -> None:
+    content = "x" * (MAX_BODY_BYTES + 1)
+    response = await http.post(
+        "/v1/chat/completions",
+        json={"model": SMOLLM, "messages": [{"role": "user", "content": content}]},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_client_disconnect_aborts_the_engine_request(
+    http: httpx.AsyncClient, gemma: EngineClient
+) -> None:
+    # A base model counting goes on until max_tokens: the request is surely still running.
+    body = {
+        "model": GEMMA,
+        "prompt": "1, 2, 3, 4, 5,",
+        "max_tokens": 1500,
+        "temperature": 0,
+        "stream": True,
+    }
+    async with http.stream("POST", "/v1/completions", json=body) as response:
+        events = 0
+        async for line in response.aiter_lines():
+            events += line.startswith("data: ")
+            if events == 4:
+                break
+        # Loads are refreshed per engine step, so the count may lag the first tokens.
+        deadline = time.monotonic() + 5.0
+        while (await gemma.loads()).running_requests != 1:
+            assert time.monotonic() < deadline, "the request is not running in the engine"
+            await asyncio.sleep(0.05)
+    deadline = time.monotonic() + 2.0
+    loads = await gemma.loads()
+    while loads.running_requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        loads = await gemma.loads()
+    assert loads.running_requests == 0
+    assert loads.waiting_requests == 0
+
+
+async def test_health_and_ready(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/health")).json() == {"status": "ok"}
+    ready = await http.get("/ready")
+    assert ready.status_code == 200
+    assert set(ready.json()["engines"].values()) == {"serving"}
+
+
+async def test_ready_is_503_naming_a_dead_engine(engine_processes: dict, smollm: EngineClient):
+    from conftest import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    config = parse_config(
+        {
+            "engines": [
+                {"name": "live", "target": engine_processes["smollm2-135m-instruct"].target},
+                {"name": "dead", "target": dead},
+            ]
+        }
+    )
+    async with serve_router(config, insecure_no_auth=True) as url, httpx.AsyncClient() as http:
+        assert (await http.get(url + "/health")).status_code == 200
+        ready = await http.get(url + "/ready")
+        assert ready.status_code == 503
+        assert ready.json()["engines"]["dead"] == "not serving"
+
+
+async def test_dropped_non_streaming_request_is_aborted(
+    http: httpx.AsyncClient, gemma: EngineClient
+) -> None:
+    body = {"model": GEMMA, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1500, "temperature": 0}
+    request = asyncio.create_task(http.post("/v1/completions", json=body))
+    deadline = time.monotonic() + 5.0
+    while (await gemma.loads()).running_requests != 1:
+        assert time.monotonic() < deadline, "the request never reached the engine"
+        await asyncio.sleep(0.05)
+    request.cancel()  # closes the connection mid-request
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    deadline = time.monotonic() + 2.0
+    loads = await gemma.loads()
+    while loads.running_requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        loads = await gemma.loads()
+    assert loads.running_requests == 0

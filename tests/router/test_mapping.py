@@ -1,0 +1,247 @@
+"""Request and response mapping, auth and error translation, without an engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from switchyard.engine.v1 import engine_pb2
+from switchyard.router.app import create_app, sse_body, validation_param
+from switchyard.router.auth import InsecureConfigError, KeyChecker
+from switchyard.router.config import parse_config
+from switchyard.router.errors import APIError, from_rpc_error
+from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.providers.first_party import (
+    chat_logprobs,
+    chat_to_engine,
+    completion_logprobs,
+    completion_to_engine,
+    finish_reason,
+    usage,
+)
+
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+def chat(**fields: object) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "m", "messages": HELLO, **fields})
+
+
+def test_chat_request_maps_every_sampling_field() -> None:
+    request = chat(
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": t} for t in "ab"]},
+            {"role": "assistant", "content": None},
+        ],
+        max_tokens=10,
+        max_completion_tokens=7,
+        temperature=0.5,
+        top_p=0.9,
+        seed=3,
+        stop="END",
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        logprobs=True,
+        top_logprobs=4,
+        user="u",
+        metadata={"k": "v"},
+        tools=[],
+    )
+    message = chat_to_engine(request, "rid")
+    assert message.request_id == "rid"
+    assert [(m.role, m.content) for m in message.chat.messages] == [
+        ("developer", "be brief"),
+        ("user", "ab"),
+        ("assistant", ""),
+    ]
+    sampling = message.sampling
+    assert sampling.max_tokens == 7
+    assert sampling.temperature == pytest.approx(0.5)
+    assert sampling.top_p == pytest.approx(0.9)
+    assert sampling.seed == 3
+    assert list(sampling.stop) == ["END"]
+    assert sampling.presence_penalty == pytest.approx(0.1)
+    assert sampling.frequency_penalty == pytest.approx(0.2)
+    assert sampling.logprobs == 4
+
+
+def test_unset_fields_stay_unset_for_engine_defaults() -> None:
+    sampling = chat_to_engine(chat(), "rid").sampling
+    for field in ("temperature", "top_p", "max_tokens", "seed", "logprobs"):
+        assert not sampling.HasField(field), field
+    assert chat_to_engine(chat(logprobs=True), "rid").sampling.logprobs == 0
+
+
+def test_completion_request_maps_prompt_and_logprobs() -> None:
+    request = CompletionRequest.model_validate(
+        {"model": "m", "prompt": ["def f():"], "logprobs": 2, "stop": ["a", "b"]}
+    )
+    message = completion_to_engine(request, "rid")
+    assert message.text == "def f():"
+    assert message.sampling.logprobs == 2
+    assert list(message.sampling.stop) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        ({"n": 2}, "n", "n > 1 is not supported"),
+        ({"messages": []}, "messages", None),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, None, None),
+        ({"stop": ["a"] * 5}, "stop", "at most 4"),
+        ({"top_logprobs": 21}, "top_logprobs", None),
+    ],
+)
+def test_refused_chat_fields(fields: dict, param: str | None, message: str | None) -> None:
+    with pytest.raises(ValidationError) as error:
+        chat(**fields)
+    first = error.value.errors()[0]
+    if param is not None:
+        assert validation_param(first["loc"]) == param
+    if message is not None:
+        assert message in first["msg"]
+
+
+def test_validation_param_drops_union_member_names() -> None:
+    assert validation_param(("messages", 0, "content", "str")) == "messages[0].content"
+    assert validation_param(("messages", 1, "content", "list[TextPart]", 0, "type")) == (
+        "messages[1].content[0].type"
+    )
+    assert validation_param(()) is None
+
+
+@pytest.mark.parametrize("prompt", [[], ["a", "b"], ""])
+def test_completion_needs_exactly_one_prompt(prompt: object) -> None:
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"model": "m", "prompt": prompt})
+
+
+def test_finish_reasons_and_usage() -> None:
+    complete = engine_pb2.Complete(
+        finish_reason=engine_pb2.LENGTH,
+        usage=engine_pb2.Usage(prompt_tokens=10, completion_tokens=3, cached_prompt_tokens=8),
+    )
+    assert finish_reason(complete) == "length"
+    assert finish_reason(engine_pb2.Complete(finish_reason=engine_pb2.STOP)) == "stop"
+    with pytest.raises(APIError) as error:
+        finish_reason(engine_pb2.Complete(finish_reason=engine_pb2.ABORT))
+    assert error.value.status == 503
+    assert usage(complete) == {
+        "prompt_tokens": 10,
+        "completion_tokens": 3,
+        "total_tokens": 13,
+        "prompt_tokens_details": {"cached_tokens": 8},
+    }
+
+
+ENTRIES = [
+    engine_pb2.TokenLogprob(
+        token_id=1,
+        logprob=-0.5,
+        token="Pa",
+        top=[engine_pb2.TopLogprob(token_id=1, logprob=-0.5, token="Pa")],
+    ),
+    engine_pb2.TokenLogprob(token_id=2, logprob=-1.0, token="é", top=[]),
+]
+
+
+def test_logprobs_in_openai_shapes() -> None:
+    content = chat_logprobs(ENTRIES)["content"]
+    assert content[0] == {
+        "token": "Pa",
+        "logprob": -0.5,
+        "bytes": [80, 97],
+        "top_logprobs": [{"token": "Pa", "logprob": -0.5, "bytes": [80, 97]}],
+    }
+    assert content[1]["bytes"] == [195, 169]
+    legacy = completion_logprobs(ENTRIES, 5)
+    assert legacy == {
+        "tokens": ["Pa", "é"],
+        "token_logprobs": [-0.5, -1.0],
+        "top_logprobs": [{"Pa": -0.5}, {}],
+        "text_offset": [5, 7],
+    }
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "status", "param"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, "sampling.top_p: must be in (0.0, 1.0]", 400, "top_p"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "sampling.stop[0]: must not be empty", 400, "stop"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "something odd", 400, None),
+        (grpc.StatusCode.UNAVAILABLE, "connect failed", 503, None),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", 504, None),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "full", 429, None),
+        (grpc.StatusCode.INTERNAL, "engine error: KeyError: secret path", 502, None),
+    ],
+)
+def test_engine_errors_map_to_statuses(
+    code: grpc.StatusCode, details: str, status: int, param: str | None
+) -> None:
+    error = from_rpc_error(rpc_error(code, details))
+    assert (error.status, error.param) == (status, param)
+    if status >= 500:
+        assert details not in error.message
+
+
+def test_key_checker_accepts_any_configured_key() -> None:
+    keys = KeyChecker(["k1", "k2"])
+    keys.check("Bearer k1")
+    keys.check("bearer k2")
+    for header in (None, "", "Bearer", "Bearer k3", "Basic k1", "k1", "Bearer k1k2"):
+        with pytest.raises(APIError) as error:
+            keys.check(header)
+        assert error.value.status == 401
+    KeyChecker([], insecure_no_auth=True).check(None)
+    with pytest.raises(InsecureConfigError):
+        KeyChecker([])
+
+
+async def test_app_refuses_to_build_without_keys() -> None:
+    config = parse_config({"engines": [{"target": "127.0.0.1:1"}]})
+    with pytest.raises(InsecureConfigError):
+        create_app(config, environ={})
+    assert create_app(config, environ={"SWITCHYARD_API_KEYS": "k"}) is not None
+
+
+async def test_requests_refused_before_any_engine_is_asked() -> None:
+    """Auth, body and model checks run in the router, with no engine behind it."""
+    config = parse_config({"engines": [{"target": "127.0.0.1:1"}], "max_body_bytes": 100})
+    app = create_app(config, environ={"SWITCHYARD_API_KEYS": "k"})
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": "Bearer k"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://router") as http:
+        post = "/v1/chat/completions"
+        assert (await http.post(post, json={})).status_code == 401
+        response = await http.post(post, headers=headers, content=b"[")
+        assert response.status_code == 400
+        response = await http.post(post, headers=headers, content=b"{" + b" " * 200 + b"}")
+        assert response.status_code == 413
+        response = await http.post(post, headers=headers, json={"model": "x", "messages": HELLO})
+        assert response.status_code == 404
+        response = await http.post(post, headers=headers, json={"model": "x"})
+        assert (response.status_code, response.json()["error"]["param"]) == (400, "messages")
+        response = await http.get("/v1/nowhere")
+        assert response.status_code == 404
+        assert response.json()["error"]["message"]
+        assert (await http.get(post)).status_code == 405
+
+
+async def test_stream_failure_after_start_is_a_final_error_event() -> None:
+    async def events() -> AsyncIterator[dict]:
+        yield {"n": 2}
+        raise APIError(503, "the engine is unavailable", type="server_error")
+
+    frames = [frame async for frame in sse_body({"n": 1}, events())]
+    assert frames[:2] == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n']
+    assert frames[2].startswith(b'data: {"error":{"message":"the engine is unavailable"')
+    assert len(frames) == 3
