@@ -64,6 +64,9 @@ class _Common(_Lenient):
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # vLLM's extension, accepted by its OpenAI server too: benchmarks use it to get
+    # outputs of exactly max_tokens.
+    ignore_eos: bool = False
     n: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None

@@ -38,6 +38,7 @@ def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Json:
         "stop": request.stop_list(),
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
+        "ignore_eos": request.ignore_eos,
     }
 
 

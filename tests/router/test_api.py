@@ -141,6 +141,23 @@ async def test_max_completion_tokens_is_respected(client: openai.AsyncOpenAI) ->
     assert completion.usage.completion_tokens == 5
 
 
+async def test_ignore_eos_runs_to_max_tokens(client: openai.AsyncOpenAI) -> None:
+    """The capital question ends after a few tokens on its own; with vLLM's ignore_eos
+    extension it runs to exactly max_tokens."""
+    request = dict(
+        model=SMOLLM,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=40,
+    )
+    natural = await client.chat.completions.create(**request)
+    assert natural.choices[0].finish_reason == "stop"
+    assert natural.usage.completion_tokens < 40
+    forced = await client.chat.completions.create(**request, extra_body={"ignore_eos": True})
+    assert forced.choices[0].finish_reason == "length"
+    assert forced.usage.completion_tokens == 40
+
+
 async def test_repeated_prefix_reports_cached_tokens(client: openai.AsyncOpenAI) -> None:
     rules = " ".join(f"Rule {i}: answer briefly and politely." for i in range(60))
     usages = []
