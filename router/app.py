@@ -29,27 +29,13 @@ from starlette.routing import Route
 from switchyard.router.auth import KeyChecker
 from switchyard.router.config import RouterConfig
 from switchyard.router.errors import APIError, invalid_request, server_error
+from switchyard.router.field_paths import field_path
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.providers import first_party
 from switchyard.router.registry import Registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Pydantic names the member of a union that failed (``str``, ``list[TextPart]``) in an
-# error's location; those are not request fields and are left out of ``param``.
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
-
-
-def validation_param(location: tuple[int | str, ...]) -> str | None:
-    """``('messages', 0, 'content', 'str')`` -> ``messages[0].content``."""
-    param = ""
-    for part in location:
-        if isinstance(part, int):
-            param += f"[{part}]"
-        elif part.lower() not in _TYPE_TAGS and not any(c in part for c in "[-"):
-            param += f".{part}" if param else part
-    return param or None
 
 
 def parse_body(body: bytes, model: type[BaseModel]) -> Any:
@@ -61,7 +47,7 @@ def parse_body(body: bytes, model: type[BaseModel]) -> Any:
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        param = validation_param(first["loc"])
+        param = field_path(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise invalid_request(f"{param}: {message}" if param else message, param) from None
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from switchyard.router.field_paths import field_path
+
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
 
@@ -82,13 +84,6 @@ class RouterConfig(_Strict):
         return self
 
 
-def _field_path(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-    return path
-
-
 def parse_config(data: object) -> RouterConfig:
     """Validate already-parsed YAML; every problem is reported, each with its field."""
     if not isinstance(data, dict):
@@ -99,7 +94,7 @@ def parse_config(data: object) -> RouterConfig:
         problems = []
         for item in error.errors(include_url=False):
             message = item["msg"].removeprefix("Value error, ")
-            path = _field_path(item["loc"])
+            path = field_path(item["loc"])
             problems.append(f"{path}: {message}" if path else message)
         raise ConfigError("; ".join(problems)) from None
 

@@ -10,10 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from switchyard.engine.v1 import engine_pb2
-from switchyard.router.app import create_app, sse_body, validation_param
+from switchyard.router.app import create_app, sse_body
 from switchyard.router.auth import InsecureConfigError, KeyChecker
 from switchyard.router.config import parse_config
 from switchyard.router.errors import APIError, from_rpc_error
+from switchyard.router.field_paths import field_path as validation_param
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.providers.first_party import (
     chat_logprobs,
