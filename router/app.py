@@ -27,24 +27,30 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from switchyard.router.auth import KeyChecker
-from switchyard.router.config import RouterConfig
+from switchyard.router.config import ResolvedProvider, RouterConfig
 from switchyard.router.errors import APIError, invalid_request, server_error
 from switchyard.router.field_paths import field_path
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.providers import first_party
+from switchyard.router.providers.upstream import Endpoint, ProviderModel, UpstreamClient
 from switchyard.router.registry import Registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(body: bytes, model: type[BaseModel]) -> Any:
+def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
+    """The raw JSON object (forwarded to OpenAI-compatible providers as it came) and its
+    validated model (what the router itself reads)."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise invalid_request(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise invalid_request("the request body must be a JSON object")
     try:
-        return model.model_validate(data)
+        return data, model.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         param = field_path(first["loc"])
@@ -103,10 +109,13 @@ async def _disconnected(request: Request) -> None:
 class Router:
     """The request handlers, with what they share."""
 
-    def __init__(self, config: RouterConfig, keys: KeyChecker) -> None:
+    def __init__(
+        self, config: RouterConfig, keys: KeyChecker, providers: list[ResolvedProvider]
+    ) -> None:
         self.config = config
         self.keys = keys
-        self.registry = Registry(config)
+        self.registry = Registry(config, providers)
+        self.upstream = UpstreamClient()
         self.started = int(time.time())
 
     async def _read_body(self, request: Request) -> bytes:
@@ -129,11 +138,9 @@ class Router:
     ) -> Response:
         try:
             self.keys.check(request.headers.get("authorization"))
-            body: ChatCompletionRequest | CompletionRequest = parse_body(
-                await self._read_body(request), model
-            )
-            engine = self.registry.find(body.model)
-            if engine is None:
+            raw, body = parse_body(await self._read_body(request), model)
+            target = self.registry.find(body.model)
+            if target is None:
                 raise APIError(
                     404,
                     f"the model {body.model!r} does not exist",
@@ -141,13 +148,17 @@ class Router:
                     code="model_not_found",
                 )
             request_id = uuid.uuid4().hex
+            endpoint: Endpoint = "chat" if model is ChatCompletionRequest else "completions"
             if not body.stream:
-                return JSONResponse(
-                    await _unless_disconnected(
-                        request, first_party.complete(engine, body, request_id)
-                    )
-                )
-            events = first_party.stream(engine, body, request_id)
+                if isinstance(target, ProviderModel):
+                    work = self.upstream.complete(target, raw, body, endpoint, request_id)
+                else:
+                    work = first_party.complete(target, body, request_id)
+                return JSONResponse(await _unless_disconnected(request, work))
+            if isinstance(target, ProviderModel):
+                events = self.upstream.stream(target, raw, body, endpoint, request_id)
+            else:
+                events = first_party.stream(target, body, request_id)
             try:
                 first = await anext(events)
             except BaseException:
@@ -173,8 +184,8 @@ class Router:
         except APIError as error:
             return error.response()
         data = [
-            {"id": e.model_id, "object": "model", "created": self.started, "owned_by": "switchyard"}
-            for e in self.registry.models()
+            {"id": m.model_id, "object": "model", "created": self.started, "owned_by": m.owned_by}
+            for m in self.registry.models()
         ]
         return JSONResponse({"object": "list", "data": data})
 
@@ -206,13 +217,15 @@ def create_app(
     insecure_no_auth: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """Build the app; raises InsecureConfigError when no client key is configured."""
+    """Build the app; raises InsecureConfigError when no client key is configured and
+    ConfigError when a provider's key is not in the environment."""
     keys = KeyChecker(config.auth.resolve_keys(environ), insecure_no_auth=insecure_no_auth)
-    router = Router(config, keys)
+    router = Router(config, keys, config.resolve_providers(environ))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         router.registry.open()
+        router.upstream.open()
         resolving = asyncio.create_task(router.registry.resolve_until_done())
         try:
             yield
@@ -221,6 +234,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await resolving
             await router.registry.close()
+            await router.upstream.close()
 
     app = Starlette(
         routes=[

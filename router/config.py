@@ -7,16 +7,23 @@ rather than at the first request that happens to use it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from switchyard.router.field_paths import field_path
+from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
+# Provider names prefix model ids (``openai/gpt-5.5``): lower-case, no slash.
+PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# Prefixes with a meaning of their own in a request's ``model``.
+RESERVED_PROVIDER_NAMES = frozenset({"switchyard", "router", "auto"})
 
 
 class ConfigError(ValueError):
@@ -68,8 +75,67 @@ class AuthConfig(_Strict):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+@dataclass(frozen=True)
+class ResolvedProvider:
+    """A provider with the catalog's defaults filled in and its key read."""
+
+    name: str
+    protocol: Protocol
+    base_url: str
+    api_key: str | None
+    models: tuple[str, ...]
+    timeout_s: float | None
+
+
+class ProviderConfig(_Strict):
+    # Known providers (openai, anthropic, ...) need neither: the catalog has both.
+    protocol: Protocol | None = None
+    base_url: str | None = None
+    # The environment variable holding the provider's key; never the key itself, so the
+    # file can go into version control. Unset for a known provider: the catalog's name.
+    api_key_env: str | None = None
+    models: list[str] = Field(min_length=1)
+    # Deadline of one upstream call, streaming included; None waits as long as it takes.
+    timeout_s: float | None = Field(default=600.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, base_url: str | None) -> str | None:
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {base_url!r}")
+        return base_url.rstrip("/") if base_url else base_url
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: list[str]) -> list[str]:
+        for index, model in enumerate(models):
+            if not model.strip():
+                raise ValueError(f"models[{index}] must not be empty")
+        return models
+
+    def resolve(self, name: str, environ: Mapping[str, str]) -> ResolvedProvider:
+        known = KNOWN_PROVIDERS.get(name)
+        key_env = self.api_key_env or (known.api_key_env if known else None)
+        api_key = None
+        if key_env is not None:
+            api_key = environ.get(key_env, "").strip()
+            if not api_key:
+                raise ConfigError(
+                    f"providers.{name}.api_key_env: the environment variable {key_env} is not set"
+                )
+        return ResolvedProvider(
+            name=name,
+            protocol=self.protocol or known.protocol,  # type: ignore[union-attr]
+            base_url=self.base_url or known.base_url,  # type: ignore[union-attr]
+            api_key=api_key,
+            models=tuple(self.models),
+            timeout_s=self.timeout_s,
+        )
+
+
 class RouterConfig(_Strict):
-    engines: list[EngineConfig] = Field(min_length=1)
+    engines: list[EngineConfig] = []
+    providers: dict[str, ProviderConfig] = {}
     auth: AuthConfig = AuthConfig()
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     # Deadline of one engine call, streaming included; None waits as long as it takes.
@@ -77,11 +143,35 @@ class RouterConfig(_Strict):
 
     @model_validator(mode="after")
     def _distinct_engines(self) -> RouterConfig:
+        if not self.engines and not self.providers:
+            raise ValueError("engines: configure at least one engine or one provider")
         labels = [engine.label for engine in self.engines]
         for index, label in enumerate(labels):
             if label in labels[:index]:
                 raise ValueError(f"engines[{index}]: duplicate engine {label!r}")
         return self
+
+    @model_validator(mode="after")
+    def _providers_are_complete(self) -> RouterConfig:
+        for name, provider in self.providers.items():
+            if not PROVIDER_NAME.match(name) or name in RESERVED_PROVIDER_NAMES:
+                raise ValueError(
+                    f"providers.{name}: a provider name is lower-case letters, digits, '-' "
+                    f"and '_', and not one of {sorted(RESERVED_PROVIDER_NAMES)}"
+                )
+            if name not in KNOWN_PROVIDERS:
+                for field in ("protocol", "base_url"):
+                    if getattr(provider, field) is None:
+                        raise ValueError(
+                            f"providers.{name}.{field}: required for a provider that is not "
+                            f"one of {sorted(KNOWN_PROVIDERS)}"
+                        )
+        return self
+
+    def resolve_providers(self, environ: Mapping[str, str] | None = None) -> list[ResolvedProvider]:
+        """Every provider with its key read; ConfigError names a key that is not set."""
+        environ = os.environ if environ is None else environ
+        return [provider.resolve(name, environ) for name, provider in self.providers.items()]
 
 
 def parse_config(data: object) -> RouterConfig:

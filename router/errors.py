@@ -21,6 +21,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -28,6 +29,8 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        # Response headers the client needs to act on the error (Retry-After on a 429).
+        self.headers = headers or {}
 
     def body(self) -> dict[str, dict[str, str | None]]:
         return {
@@ -40,7 +43,9 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = dict(self.headers)
+        if self.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 

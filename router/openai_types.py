@@ -1,16 +1,18 @@
 """Request bodies of OpenAI's chat completions and completions endpoints.
 
-Fields the engine cannot honour in a way a client would notice are refused with a 400
-naming them (``n > 1``, non-text content parts); fields that only annotate a request
-(``user``, ``metadata``) or that this router does not know are accepted and ignored, as
-OpenAI-compatible servers commonly do, so SDKs that send extra fields keep working.
+The models validate what the router itself reads; the raw body travels beside them, so
+fields this router does not know (``response_format``, ``parallel_tool_calls``, vendor
+extensions) still reach an OpenAI-compatible provider. Fields no provider behind the
+router can honour in a way a client would notice are refused with a 400 naming them
+(``n > 1``); each provider refuses what only it lacks (images for first-party models,
+logprobs for Anthropic).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Engine field (as named in its INVALID_ARGUMENT messages) -> the OpenAI request field.
 ENGINE_FIELD_TO_PARAM = {
@@ -36,17 +38,79 @@ class TextPart(_Lenient):
     text: str
 
 
+class ImageURL(_Lenient):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Lenient):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Lenient):
+    name: str = Field(min_length=1)
+    # A JSON document as a string, exactly as the model produced it.
+    arguments: str
+
+
+class ToolCall(_Lenient):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     # None is what SDKs send for an assistant turn that only carried tool calls.
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _tool_result_names_its_call(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        return self
 
     def text(self) -> str:
+        """The text parts, joined; images are left out (see :meth:`has_images`)."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(
+            isinstance(part, ImagePart) for part in self.content
+        )
+
+
+class FunctionDefinition(_Lenient):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    # A JSON Schema object; None means the function takes no arguments.
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Lenient):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedToolChoice(_Lenient):
+    class _Name(_Lenient):
+        name: str = Field(min_length=1)
+
+    type: Literal["function"]
+    function: _Name
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class StreamOptions(_Lenient):
@@ -97,6 +161,9 @@ class _Common(_Lenient):
 
 class ChatCompletionRequest(_Common):
     messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # OpenAI's newer name for max_tokens; it wins when both are set.
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool = False

@@ -1,9 +1,10 @@
-"""The configured engines and the model each one serves.
+"""The models the router serves: each engine's, and each configured provider's.
 
 An engine's model name is asked from the engine (GetModelInfo), so the config cannot
 drift from what is actually served. Engines that are not up yet when the router starts
 are retried in the background: the router starts regardless and ``/ready`` says which
-engine it is waiting for.
+engine it is waiting for. A third-party model is ``<provider>/<model>`` as configured;
+the provider's own model name may itself contain slashes (``together/meta-llama/...``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ import grpc
 
 from switchyard.engine.client import EngineClient
 from switchyard.engine.v1 import engine_pb2
-from switchyard.router.config import RouterConfig
+from switchyard.router.config import ResolvedProvider, RouterConfig
+from switchyard.router.providers.anthropic import Anthropic
+from switchyard.router.providers.catalog import Protocol
+from switchyard.router.providers.google import Google
+from switchyard.router.providers.openai_compatible import OpenAICompatible
+from switchyard.router.providers.upstream import Adapter, ProviderModel
 
 log = logging.getLogger(__name__)
 
 MODEL_PREFIX = "switchyard/"
 RESOLVE_TIMEOUT_S = 2.0
 RESOLVE_RETRY_S = 1.0
+ADAPTERS: dict[Protocol, Adapter] = {
+    "openai": OpenAICompatible(),
+    "anthropic": Anthropic(),
+    "google": Google(),
+}
 
 
 @dataclass
@@ -31,16 +42,23 @@ class Engine:
     client: EngineClient
     info: engine_pb2.ModelInfo | None = None
 
+    owned_by = "switchyard"
+
     @property
     def model_id(self) -> str | None:
         return MODEL_PREFIX + self.info.served_model_name if self.info else None
 
 
 class Registry:
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, providers: list[ResolvedProvider]) -> None:
         self._config = config
         self.engines: list[Engine] = []
         self._by_model: dict[str, Engine] = {}
+        self.provider_models = {
+            f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model)
+            for p in providers
+            for model in p.models
+        }
 
     def open(self) -> None:
         """Connect to the engines; call on the event loop that will serve requests, since
@@ -78,12 +96,15 @@ class Registry:
             if pending:
                 await asyncio.sleep(RESOLVE_RETRY_S)
 
-    def find(self, model: str) -> Engine | None:
-        """The engine for ``switchyard/<name>`` or the bare served name."""
-        return self._by_model.get(model.removeprefix(MODEL_PREFIX))
+    def find(self, model: str) -> Engine | ProviderModel | None:
+        """The engine for ``switchyard/<name>`` or the bare served name, or the provider
+        model for ``<provider>/<model>``."""
+        return self.provider_models.get(model) or self._by_model.get(
+            model.removeprefix(MODEL_PREFIX)
+        )
 
-    def models(self) -> list[Engine]:
-        return list(self._by_model.values())
+    def models(self) -> list[Engine | ProviderModel]:
+        return [*self._by_model.values(), *self.provider_models.values()]
 
     async def readiness(self) -> dict[str, str]:
         """Each engine's state: ``serving``, ``not serving`` or ``model unknown``."""

@@ -19,7 +19,7 @@ import grpc
 
 from switchyard.engine.client import build_request
 from switchyard.engine.v1 import engine_pb2
-from switchyard.router.errors import from_rpc_error, server_error
+from switchyard.router.errors import from_rpc_error, invalid_request, server_error
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.registry import Engine
 
@@ -43,6 +43,12 @@ def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Json:
 
 
 def chat_to_engine(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    for index, message in enumerate(request.messages):
+        if message.has_images():
+            raise invalid_request(
+                f"messages[{index}].content: first-party models take text only, not images",
+                f"messages[{index}].content",
+            )
     return build_request(
         messages=[{"role": m.role, "content": m.text()} for m in request.messages],
         request_id=request_id,

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import openai
 import pytest
-from conftest import KEYS, MAX_BODY_BYTES, serve_router
+from router_harness import KEYS, MAX_BODY_BYTES, free_port, serve_router
 
 from switchyard.engine.client import EngineClient
 from switchyard.router.config import parse_config
@@ -244,11 +244,12 @@ async def test_oversized_body_is_413(http: httpx.AsyncClient) -> None:
 async def test_client_disconnect_aborts_the_engine_request(
     http: httpx.AsyncClient, gemma: EngineClient
 ) -> None:
-    # A base model counting goes on until max_tokens: the request is surely still running.
+    # ignore_eos: the request surely runs until max_tokens, minutes on this machine.
     body = {
         "model": GEMMA,
         "prompt": "1, 2, 3, 4, 5,",
         "max_tokens": 1500,
+        "ignore_eos": True,
         "temperature": 0,
         "stream": True,
     }
@@ -259,11 +260,11 @@ async def test_client_disconnect_aborts_the_engine_request(
             if events == 4:
                 break
         # Loads are refreshed per engine step, so the count may lag the first tokens.
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 10.0
         while (await gemma.loads()).running_requests != 1:
             assert time.monotonic() < deadline, "the request is not running in the engine"
             await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     loads = await gemma.loads()
     while loads.running_requests and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -280,8 +281,6 @@ async def test_health_and_ready(http: httpx.AsyncClient) -> None:
 
 
 async def test_ready_is_503_naming_a_dead_engine(engine_processes: dict, smollm: EngineClient):
-    from conftest import free_port
-
     dead = f"127.0.0.1:{free_port()}"
     config = parse_config(
         {
@@ -301,16 +300,16 @@ async def test_ready_is_503_naming_a_dead_engine(engine_processes: dict, smollm:
 async def test_dropped_non_streaming_request_is_aborted(
     http: httpx.AsyncClient, gemma: EngineClient
 ) -> None:
-    body = {"model": GEMMA, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1500, "temperature": 0}
+    body = {"model": GEMMA, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1500, "ignore_eos": True}
     request = asyncio.create_task(http.post("/v1/completions", json=body))
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 10.0
     while (await gemma.loads()).running_requests != 1:
         assert time.monotonic() < deadline, "the request never reached the engine"
         await asyncio.sleep(0.05)
     request.cancel()  # closes the connection mid-request
     with pytest.raises(asyncio.CancelledError):
         await request
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     loads = await gemma.loads()
     while loads.running_requests and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

@@ -32,6 +32,28 @@ def test_defaults() -> None:
         ({"engines": [ENGINE], "auth": {"keys": ["k"], "keys_env": "X"}}, "auth"),
         ({"engines": [ENGINE], "auth": {"keys": [""]}}, "auth"),
         ({"engines": [ENGINE, ENGINE]}, "engines[1]"),
+        ({"providers": {"Local": {"models": ["m"]}}}, "providers.Local"),
+        ({"providers": {"router": {"models": ["m"]}}}, "providers.router"),
+        ({"providers": {"local": {"models": ["m"]}}}, "providers.local.protocol"),
+        (
+            {"providers": {"local": {"protocol": "openai", "models": ["m"]}}},
+            "providers.local.base_url",
+        ),
+        ({"providers": {"openai": {"models": []}}}, "providers.openai.models"),
+        ({"providers": {"openai": {"models": [" "]}}}, "providers.openai.models"),
+        (
+            {"providers": {"openai": {"models": ["m"], "base_url": "ftp://x"}}},
+            "providers.openai.base_url",
+        ),
+        (
+            {"providers": {"openai": {"models": ["m"], "protocol": "soap"}}},
+            "providers.openai.protocol",
+        ),
+        # A key in the file would end up in version control: only its variable's name goes there.
+        (
+            {"providers": {"openai": {"models": ["m"], "api_key": "sk-x"}}},
+            "providers.openai.api_key",
+        ),
     ],
 )
 def test_errors_name_the_field(data: dict, field: str) -> None:
@@ -62,3 +84,40 @@ def test_load_reports_bad_yaml_and_missing_files(tmp_path: Path) -> None:
     path.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+
+
+def test_providers_take_catalog_defaults_and_keys_from_the_environment() -> None:
+    config = parse_config(
+        {
+            "providers": {
+                "anthropic": {"models": ["claude-opus-4-7"]},
+                "mine": {
+                    "protocol": "openai",
+                    "base_url": "http://127.0.0.1:8000/v1/",
+                    "api_key_env": "MINE_KEY",
+                    "models": ["llama"],
+                },
+                "local": {
+                    "protocol": "openai",
+                    "base_url": "http://127.0.0.1:8001/v1",
+                    "models": ["x"],
+                },
+            }
+        }
+    )
+    anthropic, mine, local = config.resolve_providers({"ANTHROPIC_API_KEY": "a", "MINE_KEY": "m"})
+    assert (anthropic.protocol, anthropic.base_url, anthropic.api_key) == (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        "a",
+    )
+    assert (mine.base_url, mine.api_key, mine.models) == (
+        "http://127.0.0.1:8000/v1",
+        "m",
+        ("llama",),
+    )
+    assert local.api_key is None  # no variable named: a local server without auth
+    with pytest.raises(ConfigError) as error:
+        config.resolve_providers({"MINE_KEY": "m"})
+    assert str(error.value).startswith("providers.anthropic.api_key_env")
+    assert "ANTHROPIC_API_KEY" in str(error.value)

@@ -1,0 +1,41 @@
+"""The hosted providers the router knows by name, and the wire protocol each speaks.
+
+A provider named here needs only its models and, when its key lives elsewhere, the key's
+environment variable; any other name is an OpenAI-compatible (or Anthropic- or
+Gemini-compatible) server of the operator's, configured with ``protocol`` and
+``base_url``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Protocol = Literal["openai", "anthropic", "google"]
+
+
+@dataclass(frozen=True)
+class KnownProvider:
+    protocol: Protocol
+    base_url: str
+    api_key_env: str
+
+
+KNOWN_PROVIDERS: dict[str, KnownProvider] = {
+    "openai": KnownProvider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "xai": KnownProvider("openai", "https://api.x.ai/v1", "XAI_API_KEY"),
+    "mistral": KnownProvider("openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "deepseek": KnownProvider("openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "groq": KnownProvider("openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "fireworks": KnownProvider(
+        "openai", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"
+    ),
+    "deepinfra": KnownProvider(
+        "openai", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"
+    ),
+    "together": KnownProvider("openai", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "anthropic": KnownProvider("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    "google-ai-studio": KnownProvider(
+        "google", "https://generativelanguage.googleapis.com/v1beta", "GEMINI_API_KEY"
+    ),
+}

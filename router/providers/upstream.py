@@ -1,0 +1,283 @@
+"""Calls to third-party providers over HTTP: what every protocol shares.
+
+Each protocol module (``openai_compatible``, ``anthropic``, ``google``) holds only its
+request, response, stream and error transforms, behind :class:`Adapter`; this module
+sends the request, reads the SSE stream, and turns transport failures and upstream
+statuses into the router's errors. One ``aiohttp`` session (one connection pool) serves
+every provider, so a request costs no TLS handshake once the pool is warm.
+
+The upstream stream is read inside the generator that produces the client's response:
+when the client goes away, the server cancels the generator, which closes the upstream
+connection, so the provider stops generating too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from switchyard.router.config import ResolvedProvider
+from switchyard.router.errors import APIError, invalid_request, server_error
+from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Endpoint = Literal["chat", "completions"]
+OpenAIRequest = ChatCompletionRequest | CompletionRequest
+# Longest error body read from a provider: enough for any real message, bounded.
+MAX_ERROR_BODY_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str
+    data: str
+
+    def json(self) -> Json:
+        try:
+            value = json.loads(self.data)
+        except json.JSONDecodeError:
+            raise server_error(
+                502, "the provider sent a malformed stream event", "bad_upstream_response"
+            ) from None
+        if not isinstance(value, dict):
+            raise server_error(
+                502, "the provider sent a malformed stream event", "bad_upstream_response"
+            )
+        return value
+
+
+class StreamTranslator(ABC):
+    """Turns one upstream stream into OpenAI chunk objects, event by event."""
+
+    #: Whether the protocol's end of stream has been seen; an upstream connection that
+    #: closes before it has failed mid-way.
+    done: bool = False
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> Iterable[Json]:
+        """The OpenAI chunks this event makes; raises APIError for an error event."""
+
+
+class Adapter(ABC):
+    """The transforms of one wire protocol; no I/O."""
+
+    #: The OpenAI endpoints this protocol can serve.
+    endpoints: frozenset[Endpoint] = frozenset({"chat"})
+
+    @abstractmethod
+    def url(self, base_url: str, model: str, endpoint: Endpoint, stream: bool) -> str: ...
+
+    @abstractmethod
+    def headers(self, api_key: str | None) -> dict[str, str]: ...
+
+    @abstractmethod
+    def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
+        """The provider's request body; raises APIError (400) for what it cannot carry."""
+
+    @abstractmethod
+    def response(self, data: Json, model_id: str, request_id: str) -> Json:
+        """The OpenAI response object of a whole (non-streaming) provider response."""
+
+    @abstractmethod
+    def stream(self, model_id: str, request: OpenAIRequest, request_id: str) -> StreamTranslator:
+        """A translator for one streamed response."""
+
+    @abstractmethod
+    def error_message(self, data: Any) -> str | None:
+        """The human message in the provider's error body, if it has one."""
+
+
+@dataclass(frozen=True)
+class ProviderModel:
+    """One model of a third-party provider, as the router serves it."""
+
+    provider: ResolvedProvider
+    adapter: Adapter
+    model: str
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+    @property
+    def owned_by(self) -> str:
+        return self.provider.name
+
+
+def _status_error(status: int, message: str, provider: str, retry_after: str | None) -> APIError:
+    """The router's answer to a provider's error status.
+
+    Client mistakes (400, 404, 413, 422) keep their status and the provider's message, so
+    the caller can fix the request. The provider refusing *our* key is a gateway fault
+    the caller cannot fix (502). 429 keeps its Retry-After; 5xx and Anthropic's 529
+    (overloaded) become 502/503.
+    """
+    text = f"{provider}: {message}"
+    if status in (400, 413, 422):
+        return invalid_request(text)
+    if status == 404:
+        return APIError(404, text, code="model_not_found")
+    if status in (401, 403):
+        return server_error(502, f"{provider} refused the router's credentials", "upstream_auth")
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else None
+        return APIError(429, text, type="rate_limit_error", code="rate_limited", headers=headers)
+    if status in (503, 529):
+        return server_error(503, text, "upstream_unavailable")
+    if status == 504:
+        return server_error(504, f"{provider} timed out", "upstream_timeout")
+    return server_error(502, text, "upstream_error")
+
+
+class UpstreamClient:
+    """Sends requests to providers; one per router, opened on the serving loop."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            # Compressed SSE would be held back by the decoder; ask for it plain.
+            headers={"Accept-Encoding": "identity"},
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(
+        self, target: ProviderModel, body: Json, request: OpenAIRequest, endpoint: Endpoint
+    ) -> aiohttp.ClientResponse:
+        """The provider's response once its status says success; raises APIError otherwise."""
+        assert self._session is not None, "UpstreamClient.open() was not called"
+        provider, adapter = target.provider, target.adapter
+        if endpoint not in adapter.endpoints:
+            raise invalid_request(
+                f"the {provider.name} provider does not offer the {endpoint} endpoint; "
+                "use /v1/chat/completions",
+                "model",
+            )
+        payload = adapter.request(body, request, target.model)
+        url = adapter.url(provider.base_url, target.model, endpoint, request.stream)
+        timeout = aiohttp.ClientTimeout(total=provider.timeout_s)
+        try:
+            response = await self._session.post(
+                url, json=payload, headers=adapter.headers(provider.api_key), timeout=timeout
+            )
+        except TimeoutError:
+            raise server_error(504, f"{provider.name} did not answer in time", "timeout") from None
+        except aiohttp.ClientError as error:
+            log.warning("%s: request failed: %s", provider.name, type(error).__name__)
+            raise server_error(
+                502, f"could not reach the {provider.name} provider", "upstream_unreachable"
+            ) from None
+        if response.status < 300:
+            return response
+        try:
+            raw = await response.content.read(MAX_ERROR_BODY_BYTES)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        finally:
+            response.release()
+        try:
+            message = adapter.error_message(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            message = None
+        log.warning("%s answered %d", provider.name, response.status)
+        raise _status_error(
+            response.status,
+            message or f"HTTP {response.status}",
+            provider.name,
+            response.headers.get("Retry-After"),
+        )
+
+    async def complete(
+        self,
+        target: ProviderModel,
+        body: Json,
+        request: OpenAIRequest,
+        endpoint: Endpoint,
+        request_id: str,
+    ) -> Json:
+        response = await self._post(target, body, request, endpoint)
+        try:
+            data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            raise server_error(
+                502, f"{target.provider.name} sent an unreadable response", "bad_upstream_response"
+            ) from None
+        finally:
+            response.release()
+        if not isinstance(data, dict):
+            raise server_error(
+                502, f"{target.provider.name} sent an unreadable response", "bad_upstream_response"
+            )
+        return target.adapter.response(data, target.model_id, request_id)
+
+    async def stream(
+        self,
+        target: ProviderModel,
+        body: Json,
+        request: OpenAIRequest,
+        endpoint: Endpoint,
+        request_id: str,
+    ) -> AsyncGenerator[Json]:
+        """Yield OpenAI chunks as the provider's events arrive; raise APIError on failure.
+
+        Nothing is yielded before the provider has accepted the request, so a caller that
+        awaits the first chunk learns of a refusal while it can still answer with a status.
+        """
+        response = await self._post(target, body, request, endpoint)
+        translator = target.adapter.stream(target.model_id, request, request_id)
+        try:
+            async for event in _sse_events(response.content):
+                for chunk in translator.feed(event):
+                    yield chunk
+                if translator.done:
+                    return
+        except TimeoutError:
+            raise server_error(
+                504, f"{target.provider.name} stopped answering mid-stream", "timeout"
+            ) from None
+        except (aiohttp.ClientError, ValueError):
+            # A dropped connection, an undecodable or over-long line: the stream broke.
+            pass
+        finally:
+            # Closing (not releasing) drops the connection, which is how the provider
+            # learns that nobody reads the rest of the stream.
+            response.close()
+        raise server_error(
+            502, f"{target.provider.name} ended the stream before it finished", "upstream_error"
+        )
+
+
+async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
+    """Server-sent events as the spec frames them: ``event:``/``data:`` fields up to a
+    blank line; comment lines (``: keep-alive``) are skipped."""
+    event, data = "", []
+    async for raw in content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                event = value
+    if data:
+        yield SSEEvent(event or "message", "\n".join(data))

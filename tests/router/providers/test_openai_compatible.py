@@ -1,0 +1,255 @@
+"""OpenAI-compatible providers through the router, with the official SDK as the client,
+and everything the providers share: error statuses, broken streams, disconnects, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import openai
+import pytest
+from fake_upstream import FakeUpstream, Reply
+from payloads import openai_completion, openai_error, openai_frame, openai_stream
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+async def test_chat_is_passed_through_with_unknown_fields(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, provider_keys: dict[str, str]
+) -> None:
+    upstream.queue(Reply(body=openai_completion("Hello there!")))
+    completion = await client.chat.completions.create(
+        model="openai/gpt-5.5",
+        messages=HELLO,
+        response_format={"type": "json_object"},
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        extra_body={"reasoning_effort": "low"},
+    )
+    assert completion.choices[0].message.content == "Hello there!"
+    assert completion.model == "openai/gpt-5.5"
+    assert completion.usage is not None and completion.usage.total_tokens == 29
+    sent = upstream.last
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {provider_keys['OPENAI_API_KEY']}"
+    assert sent.body["model"] == "gpt-5.5"
+    assert sent.body["response_format"] == {"type": "json_object"}
+    assert sent.body["reasoning_effort"] == "low"
+    assert sent.body["tools"][0]["function"]["name"] == "f"
+
+
+async def test_each_provider_gets_its_own_key_and_model_name(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, provider_keys: dict[str, str]
+) -> None:
+    upstream.queue(Reply(body=openai_completion("ok")))
+    completion = await client.chat.completions.create(
+        model="groq/meta-llama/llama-4-scout", messages=HELLO
+    )
+    assert completion.model == "groq/meta-llama/llama-4-scout"
+    assert upstream.last.body["model"] == "meta-llama/llama-4-scout"
+    assert upstream.last.headers["authorization"] == f"Bearer {provider_keys['GROQ_API_KEY']}"
+
+
+async def test_stream_skips_keep_alives_and_keeps_usage(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    pieces = ["Hel", "lo", " there", "!"]
+    upstream.queue(Reply(frames=openai_stream(pieces)))
+    stream = await client.chat.completions.create(
+        model="openai/gpt-5.5",
+        messages=HELLO,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello there!"
+    assert {c.model for c in chunks} == {"openai/gpt-5.5"}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(pieces)
+    assert upstream.last.body["stream"] is True
+
+
+async def test_completions_endpoint(client: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1764000000,
+        "model": "gpt-5.5",
+        "choices": [{"index": 0, "text": " world", "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    upstream.queue(Reply(body=body))
+    completion = await client.completions.create(model="openai/gpt-5.5", prompt="hello")
+    assert completion.choices[0].text == " world"
+    assert upstream.last.path == "/v1/completions"
+    assert upstream.last.body["prompt"] == "hello"
+
+
+async def test_models_lists_every_configured_provider_model(client: openai.AsyncOpenAI) -> None:
+    models = {model.id: model.owned_by async for model in client.models.list()}
+    assert models == {
+        "openai/gpt-5.5": "openai",
+        "groq/meta-llama/llama-4-scout": "groq",
+        "anthropic/claude-opus-4-7": "anthropic",
+        "google-ai-studio/gemini-3.5-flash": "google-ai-studio",
+        "unreachable/m": "unreachable",
+    }
+
+
+async def test_unconfigured_model_of_a_known_provider_is_404(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        await client.chat.completions.create(model="openai/gpt-0", messages=HELLO)
+    assert error.value.param == "model"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exception", "router_status"),
+    [
+        (
+            400,
+            openai_error("Invalid 'temperature'", "invalid_request_error"),
+            "BadRequestError",
+            400,
+        ),
+        (
+            404,
+            openai_error("The model does not exist", "invalid_request_error"),
+            "NotFoundError",
+            404,
+        ),
+        (422, {"detail": "unprocessable"}, "BadRequestError", 400),
+        (500, openai_error("The server had an error", "server_error"), "InternalServerError", 502),
+        (503, openai_error("Overloaded", "server_error"), "InternalServerError", 503),
+        (529, {"error": "overloaded"}, "InternalServerError", 503),
+    ],
+)
+async def test_upstream_error_statuses(
+    client: openai.AsyncOpenAI,
+    upstream: FakeUpstream,
+    status: int,
+    body: dict,
+    exception: str,
+    router_status: int,
+) -> None:
+    upstream.queue(Reply(status=status, body=body))
+    with pytest.raises(getattr(openai, exception)) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert error.value.status_code == router_status
+    assert "openai: " in error.value.message
+
+
+async def test_429_keeps_retry_after(client: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.queue(
+        Reply(
+            status=429,
+            body=openai_error("Rate limit reached", "requests", "rate_limit_exceeded"),
+            headers={"Retry-After": "7"},
+        )
+    )
+    with pytest.raises(openai.RateLimitError) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert error.value.response.headers["retry-after"] == "7"
+    assert "Rate limit reached" in error.value.message
+
+
+async def test_upstream_refusing_our_key_is_502_and_leaks_no_key(
+    client: openai.AsyncOpenAI,
+    upstream: FakeUpstream,
+    provider_keys: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Providers echo part of a wrong key in their message; it must not travel on.
+    echo = f"Incorrect API key provided: {provider_keys['OPENAI_API_KEY']}"
+    upstream.queue(Reply(status=401, body=openai_error(echo, "invalid_request_error")))
+    with caplog.at_level(logging.DEBUG), pytest.raises(openai.APIStatusError) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert error.value.status_code == 502
+    response_text = error.value.response.text
+    for key in provider_keys.values():
+        assert key not in response_text
+        assert key not in caplog.text
+
+
+async def test_unreachable_provider_is_502(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as error:
+        await client.chat.completions.create(model="unreachable/m", messages=HELLO)
+    assert error.value.status_code == 502
+    assert "could not reach the unreachable provider" in error.value.message
+
+
+async def test_provider_that_does_not_answer_in_time_is_504(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(body=openai_completion("late"), delay_s=5.0))
+    with pytest.raises(openai.APIStatusError) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert error.value.status_code == 504
+
+
+async def test_stream_refused_before_it_starts_keeps_its_status(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(status=400, body=openai_error("bad tools", "invalid_request_error")))
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO, stream=True)
+
+
+@pytest.mark.parametrize(
+    "frames_end",
+    [
+        pytest.param({"done": False}, id="connection-closed-without-done"),
+        pytest.param({"break_off": True}, id="connection-broken"),
+    ],
+)
+async def test_stream_that_dies_midway_ends_with_an_error_event(
+    router_url: str, upstream: FakeUpstream, frames_end: dict
+) -> None:
+    frames = openai_stream(["Hel", "lo"], usage=False, done=False)
+    upstream.queue(Reply(frames=frames, break_off=frames_end.get("break_off", False)))
+    body = {"model": "openai/gpt-5.5", "messages": HELLO, "stream": True}
+    events = await _sse_data(router_url, body)
+    assert events[-1] != "[DONE]"
+    assert '"error"' in events[-1] and "ended the stream" in events[-1]
+    assert any('"Hel"' in event for event in events)
+
+
+async def test_error_event_midstream_is_forwarded(router_url: str, upstream: FakeUpstream) -> None:
+    frames = openai_stream(["Hi"], usage=False, done=False)[:3]
+    frames.append(openai_frame(openai_error("The model overloaded", "server_error")))
+    upstream.queue(Reply(frames=frames))
+    events = await _sse_data(
+        router_url, {"model": "openai/gpt-5.5", "messages": HELLO, "stream": True}
+    )
+    assert "The model overloaded" in events[-1]
+
+
+async def test_client_disconnect_cancels_the_upstream_stream(
+    router_url: str, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(frames=openai_stream(["tick"] * 200), gap_s=0.05))
+    body = {"model": "openai/gpt-5.5", "messages": HELLO, "stream": True}
+    headers = {"Authorization": "Bearer sk-client-test"}
+    async with (
+        httpx.AsyncClient(base_url=router_url, headers=headers) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        seen = 0
+        async for line in response.aiter_lines():
+            seen += line.startswith("data: ")
+            if seen == 3:
+                break
+    await asyncio.wait_for(upstream.stream_cancelled.wait(), timeout=5.0)
+
+
+async def _sse_data(router_url: str, body: dict) -> list[str]:
+    headers = {"Authorization": "Bearer sk-client-test"}
+    async with (
+        httpx.AsyncClient(base_url=router_url, headers=headers) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        return [
+            line.removeprefix("data: ")
+            async for line in response.aiter_lines()
+            if line.startswith("data: ")
+        ]
