@@ -1,5 +1,5 @@
 """The router's HTTP API: OpenAI's chat completions, completions and models endpoints,
-plus liveness and readiness probes.
+liveness and readiness probes, and Prometheus metrics.
 
 Every failure is answered in OpenAI's error shape with a meaningful status (400 with the
 field named, 401, 404, 413, 503, 504); an unexpected exception is logged here and the
@@ -30,6 +30,7 @@ from switchyard.router.auth import KeyChecker
 from switchyard.router.config import ResolvedProvider, RouterConfig
 from switchyard.router.errors import APIError, invalid_request, server_error
 from switchyard.router.field_paths import field_path
+from switchyard.router.metrics import CONTENT_TYPE, Observation, RouterMetrics
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.providers import first_party
 from switchyard.router.providers.upstream import Endpoint, ProviderModel, UpstreamClient
@@ -100,6 +101,15 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -
     return task.result()
 
 
+def _has_content(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries output (text or a tool call), not just a role or a finish."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+            return True
+    return False
+
+
 async def _disconnected(request: Request) -> None:
     # The body has been read, so the next message can only be the disconnect.
     while (await request.receive())["type"] != "http.disconnect":
@@ -116,6 +126,7 @@ class Router:
         self.keys = keys
         self.registry = Registry(config, providers)
         self.upstream = UpstreamClient()
+        self.metrics = RouterMetrics()
         self.started = int(time.time())
 
     async def _read_body(self, request: Request) -> bytes:
@@ -136,6 +147,8 @@ class Router:
     async def _serve(
         self, request: Request, model: type[ChatCompletionRequest | CompletionRequest]
     ) -> Response:
+        endpoint: Endpoint = "chat" if model is ChatCompletionRequest else "completions"
+        observation: Observation | None = None
         try:
             self.keys.check(request.headers.get("authorization"))
             raw, body = parse_body(await self._read_body(request), model)
@@ -148,29 +161,70 @@ class Router:
                     code="model_not_found",
                 )
             request_id = uuid.uuid4().hex
-            endpoint: Endpoint = "chat" if model is ChatCompletionRequest else "completions"
+            observation = self.metrics.start(body.model, target.owned_by, endpoint)
             if not body.stream:
                 if isinstance(target, ProviderModel):
                     work = self.upstream.complete(target, raw, body, endpoint, request_id)
                 else:
                     work = first_party.complete(target, body, request_id)
-                return JSONResponse(await _unless_disconnected(request, work))
+                result = await _unless_disconnected(request, work)
+                observation.record_usage(result.get("usage"))
+                self.metrics.finish(observation, 200)
+                return JSONResponse(result)
             if isinstance(target, ProviderModel):
                 events = self.upstream.stream(target, raw, body, endpoint, request_id)
             else:
                 events = first_party.stream(target, body, request_id)
+            # From here the stream's wrapper reports the request to the metrics.
+            observed, observation = self._observed(events, observation, body.include_usage), None
             try:
-                first = await anext(events)
+                first = await anext(observed)
             except BaseException:
-                await events.aclose()
+                await observed.aclose()
                 raise
             return StreamingResponse(
-                sse_body(first, events),
+                sse_body(first, observed),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         except APIError as error:
+            if observation is not None:
+                self.metrics.finish(observation, error.status)
+            else:
+                self.metrics.unrouted(endpoint, error.status)
             return error.response()
+
+    async def _observed(
+        self, events: AsyncGenerator[dict[str, Any]], observation: Observation, include_usage: bool
+    ) -> AsyncGenerator[dict[str, Any]]:
+        """Pass the chunks on, noting the first token and the usage for the metrics.
+
+        Every provider ends its stream with a usage chunk (``choices: []``) so the token
+        counters never miss a request; it reaches the client only if the client asked
+        (``stream_options.include_usage``)."""
+        status = 200
+        try:
+            async for chunk in events:
+                usage = chunk.get("usage")
+                if usage and not chunk.get("choices"):
+                    observation.record_usage(usage)
+                    if not include_usage:
+                        continue
+                elif observation.first_token_at is None and _has_content(chunk):
+                    observation.first_token_at = time.perf_counter()
+                yield chunk
+        except APIError as error:
+            status = error.status
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status = 499  # the client went away
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            await events.aclose()
+            self.metrics.finish(observation, status)
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._serve(request, ChatCompletionRequest)
@@ -188,6 +242,10 @@ class Router:
             for m in self.registry.models()
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    async def metrics_text(self, request: Request) -> Response:
+        loads = await self.registry.loads()
+        return Response(self.metrics.render(loads), media_type=CONTENT_TYPE)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -241,6 +299,7 @@ def create_app(
             Route("/v1/chat/completions", router.chat_completions, methods=["POST"]),
             Route("/v1/completions", router.completions, methods=["POST"]),
             Route("/v1/models", router.models, methods=["GET"]),
+            Route("/metrics", router.metrics_text, methods=["GET"]),
             Route("/health", router.health, methods=["GET"]),
             Route("/ready", router.ready, methods=["GET"]),
         ],

@@ -119,5 +119,18 @@ class Registry:
                 states[engine.label] = "serving"
         return states
 
+    async def loads(self) -> dict[str, engine_pb2.Loads]:
+        """Each reachable engine's loads by served model; engines that fail are left out."""
+        engines = [e for e in self._by_model.values() if e.info is not None]
+        answers = await asyncio.gather(
+            *(e.client.loads(timeout_s=RESOLVE_TIMEOUT_S) for e in engines),
+            return_exceptions=True,
+        )
+        return {
+            e.info.served_model_name: answer
+            for e, answer in zip(engines, answers, strict=True)
+            if isinstance(answer, engine_pb2.Loads)
+        }
+
     async def close(self) -> None:
         await asyncio.gather(*(engine.client.close() for engine in self.engines))

@@ -154,7 +154,7 @@ class _Stream(StreamTranslator):
             return (self.writer.delta({}, FINISH_REASONS.get(reason, "stop")),)
         if kind == "message_stop":
             self.done = True
-            return self.writer.usage(_usage(self.usage))
+            return (self.writer.usage(_usage(self.usage)),)
         if kind == "error":
             raise _stream_error(data)
         return ()  # ping, content_block_stop, and event types added later

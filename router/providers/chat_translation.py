@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,16 +110,15 @@ class ChunkWriter:
             "model": model_id,
         }
 
-    def _chunk(self, choices: Sequence[Json], usage_: Json | None = None) -> Json:
-        extra = {"usage": usage_} if self.include_usage else {}
-        return {**self._envelope, "choices": list(choices), **extra}
-
     def delta(self, delta: Json, finish_reason: str | None = None) -> Json:
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+        # OpenAI puts "usage": null on every chunk of a stream that asked for usage.
+        extra = {"usage": None} if self.include_usage else {}
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return {**self._envelope, "choices": [choice], **extra}
 
     def opening(self) -> Json:
         return self.delta({"role": "assistant", "content": ""})
 
-    def usage(self, usage_: Json) -> list[Json]:
-        """The usage chunk, when the client asked for one (``stream_options``)."""
-        return [self._chunk([], usage_)] if self.include_usage else []
+    def usage(self, usage_: Json) -> Json:
+        """The usage chunk; the router passes it on only if the client asked for it."""
+        return {**self._envelope, "choices": [], "usage": usage_}

@@ -228,8 +228,9 @@ async def stream(
         "model": model,
     }
 
-    def event(choices: list[Json], usage_: Json | None = None) -> Json:
-        return {**envelope, "choices": choices, **({"usage": usage_} if include_usage else {})}
+    def event(choices: list[Json]) -> Json:
+        # OpenAI puts "usage": null on every chunk of a stream that asked for usage.
+        return {**envelope, "choices": choices, **({"usage": None} if include_usage else {})}
 
     opening = shape.opening()
     offset = 0
@@ -245,8 +246,8 @@ async def stream(
             continue
         complete = response.complete
         yield event([shape.delta("", None, finish_reason(complete))])
-        if include_usage:
-            yield event([], usage(complete))
+        # Always: the router's token counters read it; the client gets it only if asked.
+        yield {**envelope, "choices": [], "usage": usage(complete)}
         return
     raise server_error(502, "the engine ended the stream without a result", "engine_error")
 

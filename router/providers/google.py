@@ -197,7 +197,7 @@ class _Stream(StreamTranslator):
         if reason or _blocked(data):
             reason = reason or "SAFETY"
             chunks.append(self.writer.delta({}, finish_reason(reason, self.tool_calls > 0)))
-            chunks += self.writer.usage(_usage(data.get("usageMetadata") or {}))
+            chunks.append(self.writer.usage(_usage(data.get("usageMetadata") or {})))
             self.done = True
         return chunks
 

@@ -2,9 +2,10 @@
 DeepInfra, Together, any ``base_url``): nearly a pass-through.
 
 The client's body goes upstream as it came, fields this router does not know included
-(``response_format``, ``tools``, vendor extensions), with only ``model`` replaced by the
-provider's name for it. Responses and chunks come back as they are but for ``model``,
-which is set to the id the client asked for, so a client sees one consistent name.
+(``response_format``, ``tools``, vendor extensions), with ``model`` replaced by the
+provider's name for it and, on streams, usage always requested. Responses and chunks
+come back as they are but for ``model``, which is set to the id the client asked for, so
+a client sees one consistent name.
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ class OpenAICompatible(Adapter):
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
-        return {**body, "model": model}
+        payload = {**body, "model": model}
+        if request.stream:
+            # Usage is always asked for: the router's token counters read it, and the
+            # client gets the usage chunk only if it asked too.
+            options = body.get("stream_options")
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        return payload
 
     def response(self, data: Json, model_id: str, request_id: str) -> Json:
         return {**data, "model": model_id}

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from router_harness import KEYS, MAX_BODY_BYTES, free_port, serve_router
 
 from switchyard.engine.client import EngineClient
@@ -315,3 +316,22 @@ async def test_dropped_non_streaming_request_is_aborted(
         await asyncio.sleep(0.05)
         loads = await gemma.loads()
     assert loads.running_requests == 0
+
+
+async def test_metrics_show_first_party_requests_and_engine_loads(
+    client: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    await client.chat.completions.create(model=SMOLLM, messages=FRANCE, max_tokens=4)
+    text = (await http.get("/metrics")).text
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    smollm = (("model", SMOLLM), ("provider", "switchyard"))
+    ok = tuple(sorted((*smollm, ("endpoint", "chat"), ("status", "200"))))
+    assert values[("switchyard_router_requests_total", ok)] >= 1
+    completion = tuple(sorted((*smollm, ("direction", "completion"))))
+    assert values[("switchyard_router_tokens_total", completion)] >= 4
+    for model in ("smollm2-135m-instruct", "gemma-3-270m"):
+        assert values[("vllm:prefix_cache_queries_total", (("model_name", model),))] > 0

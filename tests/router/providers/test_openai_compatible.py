@@ -253,3 +253,15 @@ async def _sse_data(router_url: str, body: dict) -> list[str]:
             async for line in response.aiter_lines()
             if line.startswith("data: ")
         ]
+
+
+async def test_usage_is_always_asked_upstream_but_sent_only_when_asked(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(frames=openai_stream(["a", "b"])))
+    stream = await client.chat.completions.create(
+        model="openai/gpt-5.5", messages=HELLO, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    assert all(chunk.choices for chunk in chunks)  # no usage-only chunk
+    assert upstream.last.body["stream_options"] == {"include_usage": True}

@@ -1,0 +1,157 @@
+"""Prometheus metrics of the router, and of the engines behind it, at ``GET /metrics``.
+
+Router series (``switchyard_router_*``) are labelled by model and provider: requests by
+status, request latency and time-to-first-token histograms, tokens in and out, requests
+in flight. Engine series are read from each engine's ``GetLoads`` when scraped, under
+vLLM's own metric names (``vllm:prefix_cache_hits_total``, ...), so dashboards and
+``bench serve`` built for vLLM's server read them unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from switchyard.engine.v1 import engine_pb2
+
+# Latency buckets from sub-millisecond (cached or tiny answers) to minutes (long outputs).
+LATENCY_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+)  # fmt: skip
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Observation:
+    """One request as the metrics see it, filled in while it is served."""
+
+    model: str
+    provider: str
+    endpoint: str
+    started: float
+    first_token_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def record_usage(self, usage: dict | None) -> None:
+        if usage:
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+class RouterMetrics:
+    """The router's series, in a registry of their own (no process-global state, so
+    several routers in one process, as in tests, do not collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("model", "provider")
+        self.requests = Counter(
+            "switchyard_router_requests",
+            "Requests answered, by final HTTP status (a stream that failed after it began "
+            "counts under the status of its error event)",
+            (*labels, "endpoint", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "switchyard_router_request_duration_seconds",
+            "Time from receiving a request to its last byte",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "switchyard_router_time_to_first_token_seconds",
+            "Time from receiving a streaming request to its first content chunk",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "switchyard_router_tokens",
+            "Tokens as the provider counted them",
+            (*labels, "direction"),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "switchyard_router_requests_in_flight",
+            "Requests being served",
+            labels,
+            registry=self.registry,
+        )
+
+    def start(self, model: str, provider: str, endpoint: str) -> Observation:
+        self.in_flight.labels(model, provider).inc()
+        return Observation(model, provider, endpoint, time.perf_counter())
+
+    def finish(self, observation: Observation, status: int) -> None:
+        o = observation
+        self.in_flight.labels(o.model, o.provider).dec()
+        self.requests.labels(o.model, o.provider, o.endpoint, str(status)).inc()
+        if status >= 400:
+            return
+        self.latency.labels(o.model, o.provider).observe(time.perf_counter() - o.started)
+        if o.first_token_at is not None:
+            self.ttft.labels(o.model, o.provider).observe(o.first_token_at - o.started)
+        self.tokens.labels(o.model, o.provider, "prompt").inc(o.prompt_tokens)
+        self.tokens.labels(o.model, o.provider, "completion").inc(o.completion_tokens)
+
+    def unrouted(self, endpoint: str, status: int) -> None:
+        """A request refused before it had a model (bad key, bad body, unknown model);
+        labelled ``-`` so made-up model names cannot grow the series without bound."""
+        self.requests.labels("-", "-", endpoint, str(status)).inc()
+
+    def render(self, engine_loads: dict[str, engine_pb2.Loads]) -> bytes:
+        """The exposition text: router series, then one block per engine model."""
+        return generate_latest(self.registry) + engine_exposition(engine_loads).encode()
+
+
+# vLLM metric name -> (type, help, Loads field).
+ENGINE_SERIES = (
+    ("vllm:num_requests_running", "gauge", "Requests running", "running_requests"),
+    ("vllm:num_requests_waiting", "gauge", "Requests waiting", "waiting_requests"),
+    ("vllm:kv_cache_usage_perc", "gauge", "KV cache usage, 0..1", "kv_cache_usage"),
+    (
+        "vllm:prefix_cache_queries_total",
+        "counter",
+        "Prompt tokens looked up in the prefix cache",
+        "prefix_cache_queries",
+    ),
+    (
+        "vllm:prefix_cache_hits_total",
+        "counter",
+        "Prompt tokens found in the prefix cache",
+        "prefix_cache_hits",
+    ),
+    ("vllm:spec_decode_num_drafts_total", "counter", "Speculative drafts", "spec_drafts"),
+    (
+        "vllm:spec_decode_num_draft_tokens_total",
+        "counter",
+        "Speculative draft tokens",
+        "spec_draft_tokens",
+    ),
+    (
+        "vllm:spec_decode_num_accepted_tokens_total",
+        "counter",
+        "Speculative tokens accepted",
+        "spec_accepted_tokens",
+    ),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def engine_exposition(engine_loads: dict[str, engine_pb2.Loads]) -> str:
+    """Each engine's loads as vLLM names them, labelled ``model_name`` like vLLM's."""
+    if not engine_loads:
+        return ""
+    lines = []
+    for name, kind, help_text, field in ENGINE_SERIES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for model, loads in engine_loads.items():
+            lines.append(f'{name}{{model_name="{_label(model)}"}} {getattr(loads, field)}')
+    return "\n".join(lines) + "\n"

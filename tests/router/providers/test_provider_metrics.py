@@ -1,0 +1,61 @@
+"""``GET /metrics`` after provider requests that succeed, stream and fail."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from fake_upstream import FakeUpstream, Reply
+from payloads import openai_completion, openai_error, openai_stream
+from prometheus_client.parser import text_string_to_metric_families
+
+MODEL = "openai/gpt-5.5"
+LABELS = {"model": MODEL, "provider": "openai"}
+
+
+async def _values(router_url: str) -> dict[str, dict[tuple, float]]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(router_url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    values: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            values.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return values
+
+
+def _get(values: dict, name: str, **labels: str) -> float:
+    return values.get(name, {}).get(tuple(sorted({**LABELS, **labels}.items())), 0.0)
+
+
+async def test_requests_tokens_and_ttft_are_counted(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, router_url: str
+) -> None:
+    before = await _values(router_url)
+    upstream.queue(
+        Reply(body=openai_completion("hi")),
+        Reply(frames=openai_stream(["a", "b", "c"])),
+        Reply(status=429, body=openai_error("slow down", "requests")),
+    )
+    messages = [{"role": "user", "content": "hi"}]
+    await client.chat.completions.create(model=MODEL, messages=messages)
+    stream = await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    [chunk async for chunk in stream]
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model=MODEL, messages=messages)
+    after = await _values(router_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return _get(after, name, **labels) - _get(before, name, **labels)
+
+    ok = {"endpoint": "chat", "status": "200"}
+    assert delta("switchyard_router_requests_total", **ok) == 2
+    assert delta("switchyard_router_requests_total", endpoint="chat", status="429") == 1
+    # 10 completion tokens from the whole response, 3 from the stream's usage chunk, which
+    # the router asked for although the client did not.
+    assert delta("switchyard_router_tokens_total", direction="completion") == 13
+    assert delta("switchyard_router_tokens_total", direction="prompt") == 38
+    assert delta("switchyard_router_time_to_first_token_seconds_count") == 1
+    assert delta("switchyard_router_request_duration_seconds_count") == 2
+    assert _get(after, "switchyard_router_requests_in_flight") == 0
