@@ -7,6 +7,7 @@ import asyncio
 import math
 import os
 
+from switchyard.bench.kernels import cli as kernels_cli
 from switchyard.bench.serving.metrics import METRIC_DEFINITIONS
 
 EPILOG = f"""\
@@ -20,6 +21,12 @@ workloads:
                  for --random-output-len tokens (max_tokens + ignore_eos)
   shared-prefix  --gsp-num-groups system prompts, each shared by --gsp-prompts-per-group
                  questions (SGLang's generated-shared-prefix)
+  multi-turn     --mt-num-conversations conversations of --mt-turns user turns of
+                 --mt-user-len tokens, each asking for --mt-output-len tokens; every turn
+                 resends the history with the server's actual replies, so it is sent only
+                 after the previous reply; conversations start on the arrival schedule.
+                 --endpoint completions sends the history rendered with the tokenizer's
+                 chat template
   jsonl          --dataset-path lines of {{"messages": [...]}} or ShareGPT
                  {{"conversations": [...]}}; a final assistant turn sets the output length
                  (with --tokenizer) and is not sent
@@ -29,7 +36,7 @@ workloads:
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("bench", help="serving benchmarks")
+    parser = groups.add_parser("bench", help="serving and kernel benchmarks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -52,7 +59,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
     workload = serve.add_argument_group("workload")
     workload.add_argument(
-        "--workload", choices=("random", "shared-prefix", "jsonl"), default="random"
+        "--workload", choices=("random", "shared-prefix", "multi-turn", "jsonl"), default="random"
     )
     workload.add_argument(
         "--tokenizer",
@@ -73,6 +80,10 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     workload.add_argument("--gsp-system-prompt-len", type=int, default=1024)
     workload.add_argument("--gsp-question-len", type=int, default=128)
     workload.add_argument("--gsp-output-len", type=int, default=128)
+    workload.add_argument("--mt-num-conversations", type=int, default=16)
+    workload.add_argument("--mt-turns", type=int, default=5, help="user turns per conversation")
+    workload.add_argument("--mt-user-len", type=int, default=256, help="tokens per user turn")
+    workload.add_argument("--mt-output-len", type=int, default=128, help="tokens per reply")
     workload.add_argument("--dataset-path", help="JSONL file for --workload jsonl")
     workload.add_argument(
         "--jsonl-output-len", type=int, help="fixed output length for every jsonl request"
@@ -98,16 +109,24 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     output.add_argument("--detailed", action="store_true", help="add per-request records to --save")
     output.add_argument("--csv", metavar="PATH", help="write one CSV row per run")
     output.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="draw TTFT/TPOT distributions (and, for a sweep, latency vs throughput) "
+        "to a .png, .svg or .pdf",
+    )
+    output.add_argument(
         "--max-failures",
         type=int,
         default=0,
         help="exit 1 when a run has more failed requests than this (default 0)",
     )
     serve.set_defaults(run=_serve)
+    kernels_cli.add_parser(commands)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from switchyard.bench.serving import report
+    from switchyard.bench.serving import plot, report
+    from switchyard.bench.serving.runner import TargetError
     from switchyard.bench.serving.serve import ServeSettings, run_serve
 
     settings = ServeSettings(
@@ -126,6 +145,10 @@ def _serve(args: argparse.Namespace) -> int:
         gsp_system_prompt_len=args.gsp_system_prompt_len,
         gsp_question_len=args.gsp_question_len,
         gsp_output_len=args.gsp_output_len,
+        mt_num_conversations=args.mt_num_conversations,
+        mt_turns=args.mt_turns,
+        mt_user_len=args.mt_user_len,
+        mt_output_len=args.mt_output_len,
         dataset_path=args.dataset_path,
         jsonl_output_len=args.jsonl_output_len,
         request_rate=args.request_rate,
@@ -137,8 +160,13 @@ def _serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout,
     )
     try:
+        for flag, path in (("--save", args.save), ("--csv", args.csv)):
+            if path:
+                report.check_output_path(flag, path)
+        if args.plot:
+            plot.check_plot_path(args.plot)
         results = asyncio.run(run_serve(settings, api_key=args.api_key))
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, TargetError) as error:
         raise SystemExit(f"error: {error}") from None
     report.print_summary(results)
     if args.save:
@@ -147,6 +175,8 @@ def _serve(args: argparse.Namespace) -> int:
         )
     if args.csv:
         report.write_csv(args.csv, results)
+    if args.plot:
+        plot.write_plot(args.plot, results)
     worst = max(result.metrics.failed for result in results)
     if worst > args.max_failures:
         limit = args.max_failures

@@ -42,12 +42,14 @@ class GrpcBackend:
         message = self.build(request)
         record = RequestRecord(start_s=time.perf_counter(), prompt_tokens=request.prompt_len)
         last: float | None = None
+        pieces: list[str] = []
         complete: engine_pb2.Complete | None = None
         try:
             async for response in self.client.stream(message):
                 if response.HasField("chunk"):
                     tokens = len(response.chunk.token_ids)
                     last = record.add_chunk(time.perf_counter(), tokens, last)
+                    pieces.append(response.chunk.text)
                 else:
                     complete = response.complete
         except grpc.aio.AioRpcError as error:
@@ -60,5 +62,6 @@ class GrpcBackend:
             return record.fail("no_content", "the stream ended without a chunk")
         record.output_tokens = complete.usage.completion_tokens
         record.prompt_tokens = complete.usage.prompt_tokens or record.prompt_tokens
+        record.generated_text = "".join(pieces)
         record.success = True
         return record

@@ -33,7 +33,14 @@ metrics (as vllm bench serve defines them; latencies in ms over successful reque
   peak output tokens/s  most output tokens in one 1-second bucket since the first send,
                         each content chunk placed at its arrival time
   goodput               completed requests meeting every --goodput SLO, per second
-                        (TPOT counts as 0 for requests with one output token)"""
+                        (TPOT counts as 0 for requests with one output token)
+
+server-side figures (the target's own counters, scraped right before and after each
+measured run; shown when it exposes them: grpc:// GetLoads, http(s):// /metrics with
+vLLM's Prometheus names vllm:prefix_cache_*_total, vllm:spec_decode_num_*_total):
+  prefix cache hit rate        prompt tokens found in the prefix cache / tokens looked up
+  spec acceptance rate         accepted draft tokens / proposed draft tokens
+  spec mean acceptance length  1 + accepted draft tokens / drafts (tokens per step)"""
 
 SLO_METRICS = ("ttft", "tpot", "e2el")
 

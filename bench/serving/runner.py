@@ -2,7 +2,13 @@
 
 Requests are launched on their scheduled send times whether or not earlier ones have
 finished (an open-loop load, as real users arrive); ``max_concurrency`` then holds
-launched requests back until a slot frees, as ``vllm bench serve`` does.
+launched requests back until a slot frees, as ``vllm bench serve`` does. A multi-turn
+conversation starts on its scheduled time and sends each later turn as soon as the
+previous reply is in, each turn taking a slot of its own.
+
+If the first request of a run fails in a way every other one would too (refused
+connection, rejected API key, unknown model), the run stops with a TargetError
+instead of measuring a wall of failures.
 """
 
 from __future__ import annotations
@@ -10,15 +16,33 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 from switchyard.bench.serving.arrivals import arrival_offsets
+from switchyard.bench.serving.conversations import Conversation
 from switchyard.bench.serving.metrics import Metrics, compute_metrics
 from switchyard.bench.serving.record import Backend, RequestRecord
+from switchyard.bench.serving.server_metrics import Scraper, ServerFigures, server_figures
 from switchyard.bench.serving.workloads import BenchRequest
 
 SWEEP_KEYS = {"concurrency": "max_concurrency", "request-rate": "request_rate"}
+# Failures of a run's first request that every later request would repeat, with a hint.
+FATAL_FIRST_FAILURES = {
+    "connection": "is a server listening at --target?",
+    "grpc_UNAVAILABLE": "is an engine serving at --target?",
+    "http_401": "check --api-key (default $OPENAI_API_KEY)",
+    "http_403": "check --api-key (default $OPENAI_API_KEY)",
+    "http_404": "check --model and --endpoint",
+}
+
+# What the arrival schedule starts: one request, or a conversation of several.
+WorkItem = BenchRequest | Conversation
+
+
+class TargetError(RuntimeError):
+    """The target failed a run's first request in a way that dooms the rest."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,7 @@ class RunResult:
     metrics: Metrics
     records: list[RequestRecord]
     started_at: float  # perf-counter time of the first send, to express records relative to it
+    server: ServerFigures | None = None  # the target's counters over the run, if it has them
 
 
 def parse_sweep(spec: str) -> tuple[str, list[float]]:
@@ -68,53 +93,108 @@ def sweep_loads(base: Load, spec: str | None) -> list[Load]:
     return [replace(base, **{field: cast(v)}) for v in values]
 
 
+def request_count(items: Sequence[WorkItem]) -> int:
+    """How many requests the items send when every one succeeds."""
+    return sum(len(i.user_turns) if isinstance(i, Conversation) else 1 for i in items)
+
+
+def fatal_error(record: RequestRecord) -> TargetError | None:
+    """The TargetError to stop a run with if its first finished request failed for good."""
+    hint = FATAL_FIRST_FAILURES.get(record.error_kind)
+    if record.success or hint is None:
+        return None
+    return TargetError(
+        f"the first request failed ({record.error_kind}: {record.error[:200]}); {hint}"
+    )
+
+
 async def _send_all(
     backend: Backend,
-    requests: Sequence[BenchRequest],
+    items: Sequence[WorkItem],
     offsets: Sequence[float],
     max_concurrency: int | None,
+    on_done: Callable[[], None] | None = None,
 ) -> tuple[list[RequestRecord], float, float]:
-    """Send on schedule; returns the records in workload order, start and end times."""
-    slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    """Start the items on schedule; returns the records in workload order (a conversation's
+    turns in order), start and end times. ``on_done`` is called as each request finishes.
+    """
+    slots: AbstractAsyncContextManager = (
+        asyncio.Semaphore(max_concurrency) if max_concurrency else nullcontext()
+    )
+    checked = False
+    stop: TargetError | None = None
 
-    async def one(request: BenchRequest) -> RequestRecord:
-        if slots is None:
-            return await backend.send(request)
+    async def send(request: BenchRequest) -> RequestRecord:
+        nonlocal checked, stop
         async with slots:
-            return await backend.send(request)
+            # Checked inside the slot: a request the freed slot lets in must not go out.
+            if stop is not None:
+                raise stop
+            record = await backend.send(request)
+            if not checked:
+                checked = True
+                if (stop := fatal_error(record)) is not None:
+                    raise stop
+        if on_done is not None:
+            on_done()
+        return record
+
+    async def start(item: WorkItem) -> list[RequestRecord]:
+        if isinstance(item, Conversation):
+            return await item.play(send)
+        return [await send(item)]
 
     tasks = []
     started = time.perf_counter()
-    for request, offset in zip(requests, offsets, strict=True):
-        delay = started + offset - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(request)))
-    records = await asyncio.gather(*tasks)
-    return list(records), started, time.perf_counter()
+    try:
+        # A TargetError in one task cancels the others and the schedule below.
+        async with asyncio.TaskGroup() as group:
+            for item, offset in zip(items, offsets, strict=True):
+                delay = started + offset - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(group.create_task(start(item)))
+    except* TargetError as errors:
+        raise errors.exceptions[0] from None
+    records = [record for task in tasks for record in task.result()]
+    return records, started, time.perf_counter()
 
 
 async def run_benchmark(
     backend: Backend,
-    requests: Sequence[BenchRequest],
+    items: Sequence[WorkItem],
     load: Load,
     *,
     warmup: int = 0,
     slos: dict[str, float] | None = None,
     seed: int = 0,
+    scrape: Scraper | None = None,
+    on_done: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Warm up with ``warmup`` uncounted requests, then measure ``requests`` under ``load``.
+    """Warm up with ``warmup`` uncounted requests, then measure ``items`` under ``load``.
 
-    Warm-up requests are the workload's first ones (cycled), sent at once under the same
-    concurrency cap, so compilation, cache warming and connection set-up stay out of
-    the measured run.
+    Warm-up requests are the workload's first ones (cycled; a conversation's first turn),
+    sent at once under the same concurrency cap, so compilation, cache warming and
+    connection set-up stay out of the measured run. ``scrape`` reads the target's
+    counters right before and after the measured run.
     """
-    if not requests:
+    if not items:
         raise ValueError("the workload is empty")
     if warmup:
-        warm = [requests[i % len(requests)] for i in range(warmup)]
+        firsts = [i.first_request() if isinstance(i, Conversation) else i for i in items[:warmup]]
+        warm = [firsts[i % len(firsts)] for i in range(warmup)]
         await _send_all(backend, warm, [0.0] * warmup, load.max_concurrency)
-    offsets = arrival_offsets(len(requests), load.request_rate, load.burstiness, seed=seed)
-    records, started, ended = await _send_all(backend, requests, offsets, load.max_concurrency)
+    before = await scrape() if scrape else None
+    offsets = arrival_offsets(len(items), load.request_rate, load.burstiness, seed=seed)
+    records, started, ended = await _send_all(
+        backend, items, offsets, load.max_concurrency, on_done
+    )
+    after = await scrape() if scrape else None
     metrics = compute_metrics(records, ended - started, slos)
-    return RunResult(load=load, metrics=metrics, records=records, started_at=started)
+    return RunResult(
+        load=load,
+        metrics=metrics,
+        records=records,
+        started_at=started,
+        server=server_figures(before, after),
+    )

@@ -8,20 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from switchyard.bench.serving.conversations import chat_template_renderer, multi_turn_workload
 from switchyard.bench.serving.grpc_backend import GrpcBackend
 from switchyard.bench.serving.jsonl import jsonl_workload
 from switchyard.bench.serving.metrics import parse_slos
 from switchyard.bench.serving.openai_backend import ENDPOINTS, OpenAIBackend
+from switchyard.bench.serving.progress import RunProgress
 from switchyard.bench.serving.record import Backend
-from switchyard.bench.serving.runner import Load, RunResult, run_benchmark, sweep_loads
+from switchyard.bench.serving.runner import (
+    Load,
+    RunResult,
+    WorkItem,
+    request_count,
+    run_benchmark,
+    sweep_loads,
+)
+from switchyard.bench.serving.server_metrics import Scraper, grpc_scraper, prometheus_scraper
 from switchyard.bench.serving.workloads import (
-    BenchRequest,
     load_tokenizer,
     random_workload,
     shared_prefix_workload,
 )
 
-WORKLOADS = ("random", "shared-prefix", "jsonl")
+WORKLOADS = ("random", "shared-prefix", "multi-turn", "jsonl")
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,10 @@ class ServeSettings:
     gsp_system_prompt_len: int = 1024
     gsp_question_len: int = 128
     gsp_output_len: int = 128
+    mt_num_conversations: int = 16
+    mt_turns: int = 5
+    mt_user_len: int = 256
+    mt_output_len: int = 128
     dataset_path: str | None = None
     jsonl_output_len: int | None = None
     request_rate: float = math.inf
@@ -69,6 +82,10 @@ class ServeSettings:
             "gsp_system_prompt_len": self.gsp_system_prompt_len,
             "gsp_question_len": self.gsp_question_len,
             "gsp_output_len": self.gsp_output_len,
+            "mt_num_conversations": self.mt_num_conversations,
+            "mt_turns": self.mt_turns,
+            "mt_user_len": self.mt_user_len,
+            "mt_output_len": self.mt_output_len,
             "jsonl_output_len": self.jsonl_output_len,
             "max_concurrency": self.max_concurrency,
             "request_rate": self.request_rate,
@@ -76,7 +93,7 @@ class ServeSettings:
             "request_timeout_s": self.request_timeout_s,
         }
         for name, value in positive.items():
-            if value is not None and value <= 0:
+            if value is not None and not value > 0:  # NaN too
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {value}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
@@ -111,8 +128,15 @@ def make_backend(settings: ServeSettings, api_key: str | None = None) -> Backend
     )
 
 
-def build_workload(settings: ServeSettings) -> list[BenchRequest]:
-    """The workload's requests; synthetic ones need the model's tokenizer."""
+def make_scraper(target: str, api_key: str | None = None) -> Scraper:
+    """Reads the target's server-side counters: GetLoads over gRPC, /metrics over HTTP."""
+    if check_target(target) == "grpc":
+        return grpc_scraper(target.removeprefix("grpc://"))
+    return prometheus_scraper(target, api_key)
+
+
+def build_workload(settings: ServeSettings) -> list[WorkItem]:
+    """The workload's requests or conversations; synthetic ones need the model's tokenizer."""
     tokenizer_name = settings.tokenizer or settings.model
     if settings.workload == "random":
         return random_workload(
@@ -133,6 +157,19 @@ def build_workload(settings: ServeSettings) -> list[BenchRequest]:
             output_len=settings.gsp_output_len,
             seed=settings.seed,
         )
+    if settings.workload == "multi-turn":
+        tokenizer = load_tokenizer(tokenizer_name)
+        # Chat endpoints and gRPC send the messages; completions needs them as one text.
+        as_text = settings.endpoint == "completions" and check_target(settings.target) != "grpc"
+        return multi_turn_workload(
+            tokenizer,
+            num_conversations=settings.mt_num_conversations,
+            turns=settings.mt_turns,
+            user_len=settings.mt_user_len,
+            output_len=settings.mt_output_len,
+            seed=settings.seed,
+            render=chat_template_renderer(tokenizer) if as_text else None,
+        )
     if settings.workload == "jsonl":
         if not settings.dataset_path:
             raise ValueError("the jsonl workload needs --dataset-path")
@@ -151,11 +188,13 @@ async def run_serve(
     settings: ServeSettings,
     *,
     api_key: str | None = None,
-    requests: list[BenchRequest] | None = None,
+    requests: list[WorkItem] | None = None,
+    progress: RunProgress | None = None,
 ) -> list[RunResult]:
     """Run one benchmark per load (one, or one per ``--sweep`` value) on one workload.
 
-    ``requests`` replaces the workload the settings describe (for callers with their own).
+    ``requests`` replaces the workload the settings describe (for callers with their own);
+    ``progress`` defaults to a bar on stderr when that is a terminal.
     """
     settings.check()
     slos = parse_slos(settings.goodput) if settings.goodput else None
@@ -164,17 +203,25 @@ async def run_serve(
     if requests is None:
         requests = build_workload(settings)
     backend = make_backend(settings, api_key)
+    scrape = make_scraper(settings.target, api_key)
+    progress = progress or RunProgress()
+    total = request_count(requests)
     results = []
     try:
         for load in loads:
-            log.info(
-                "benchmarking %s: %d requests, %s", settings.target, len(requests), load.label()
-            )
-            results.append(
-                await run_benchmark(
-                    backend, requests, load, warmup=settings.warmup, slos=slos, seed=settings.seed
+            log.info("benchmarking %s: %d requests, %s", settings.target, total, load.label())
+            with progress.run(load.label(), total) as advance:
+                result = await run_benchmark(
+                    backend,
+                    requests,
+                    load,
+                    warmup=settings.warmup,
+                    slos=slos,
+                    seed=settings.seed,
+                    scrape=scrape,
+                    on_done=advance,
                 )
-            )
+            results.append(result)
         return results
     finally:
         await backend.close()

@@ -49,7 +49,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     return AutoTokenizer.from_pretrained(path)
 
 
-def _candidate_ids(tokenizer: Any) -> np.ndarray:
+def candidate_ids(tokenizer: Any) -> np.ndarray:
     """Token ids a random prompt may use: the vocabulary without special tokens."""
     special = set(tokenizer.all_special_ids)
     return np.array([i for i in range(tokenizer.vocab_size) if i not in special])
@@ -96,7 +96,7 @@ def random_workload(
 ) -> list[BenchRequest]:
     """``num_prompts`` random prompts of ``input_len`` tokens asking for ``output_len``."""
     rng = np.random.default_rng(seed)
-    candidates = _candidate_ids(tokenizer)
+    candidates = candidate_ids(tokenizer)
     input_lens = _lengths(input_len, range_ratio, num_prompts, rng)
     output_lens = _lengths(output_len, range_ratio, num_prompts, rng)
     requests = []
@@ -131,7 +131,7 @@ def shared_prefix_workload(
     all groups are shuffled together, as concurrent users would send them.
     """
     rng = np.random.default_rng(seed)
-    candidates = _candidate_ids(tokenizer)
+    candidates = candidate_ids(tokenizer)
     requests = []
     for _ in range(num_groups):
         system_text, system_ids = exact_length_prompt(tokenizer, system_prompt_len, rng, candidates)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
-from loopback_server import GAP_S, PROMPT_TOKENS, TTFT_S, FakeServer
+from loopback_server import API_KEY, GAP_S, PROMPT_TOKENS, TTFT_S, FakeServer
+from rich.console import Console
 
+from switchyard.bench.serving.progress import RunProgress
+from switchyard.bench.serving.runner import TargetError
 from switchyard.bench.serving.serve import ServeSettings, run_serve
 from switchyard.bench.serving.workloads import BenchRequest
 from switchyard.cli.main import main
@@ -78,10 +84,16 @@ async def test_failed_requests_are_counted_by_kind(fake_server: FakeServer) -> N
     assert all("injected failure" in r.error for r in failed)
 
 
-async def test_unreachable_target_fails_requests_with_connection_errors() -> None:
-    settings = ServeSettings(target="http://127.0.0.1:9", model="fake")
-    [result] = await run_serve(settings, requests=[_request()])
-    assert result.metrics.errors == {"connection": 1}
+@pytest.mark.parametrize(
+    ("target", "failure"),
+    [("http://127.0.0.1:9", "connection"), ("grpc://127.0.0.1:9", "grpc_UNAVAILABLE")],
+)
+async def test_unreachable_target_stops_the_run(target: str, failure: str) -> None:
+    settings = ServeSettings(target=target, model="fake", request_rate=20)
+    started = time.perf_counter()
+    with pytest.raises(TargetError, match=f"first request failed \\({failure}.*--target"):
+        await run_serve(settings, requests=[_request() for _ in range(100)])
+    assert time.perf_counter() - started < 2  # not the 5 s the schedule would take
 
 
 async def test_sweep_runs_one_benchmark_per_value(fake_server: FakeServer) -> None:
@@ -146,7 +158,17 @@ def test_cli_writes_json_and_csv(fake_server: FakeServer, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "extra",
-    [["--max-concurrency", "0"], ["--request-rate", "0"], ["--sweep", "concurrency=0"]],
+    [
+        ["--max-concurrency", "0"],
+        ["--request-rate", "0"],
+        ["--request-rate", "nan"],
+        ["--sweep", "concurrency=0"],
+        ["--sweep", "concurrency=a"],
+        ["--sweep", "concurrency="],
+        ["--sweep", "batch=1,2"],
+        ["--save", "/no/such/dir/result.json"],
+        ["--plot", "plot.txt"],
+    ],
 )
 def test_cli_rejects_settings_that_would_hang(
     fake_server: FakeServer, tmp_path: Path, extra: list[str]
@@ -160,3 +182,54 @@ def test_cli_rejects_settings_that_would_hang(
 def test_unknown_target_scheme_is_rejected() -> None:
     with pytest.raises(SystemExit, match="grpc://HOST:PORT"):
         main(["bench", "serve", "--target", "ftp://x:1", "--model", "m", "--num-prompts", "1"])
+
+
+def test_wrong_api_key_stops_at_the_first_request(fake_server: FakeServer, tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path, failing=0)
+    calls_before = len(fake_server.bodies)
+    with pytest.raises(SystemExit, match=r"http_401: .*Incorrect API key.*check --api-key"):
+        _cli(fake_server, dataset, tmp_path, "--api-key", "sk-wrong", "--max-concurrency", "1")
+    assert len(fake_server.bodies) == calls_before + 1
+    assert _cli(fake_server, dataset, tmp_path, "--api-key", API_KEY) == 0
+
+
+def test_malformed_jsonl_names_the_file_and_line(fake_server: FakeServer, tmp_path: Path) -> None:
+    dataset = tmp_path / "broken.jsonl"
+    dataset.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n')
+    with pytest.raises(SystemExit, match=rf"error: {dataset}:2: not JSON"):
+        _cli(fake_server, dataset, tmp_path)
+
+
+async def test_progress_bar_counts_the_requests_of_each_run(fake_server: FakeServer) -> None:
+    console = Console(
+        file=io.StringIO(), force_terminal=True, force_interactive=True, color_system=None
+    )
+    requests = [_request(output_len=2) for _ in range(4)]
+    settings = _settings(fake_server, sweep="concurrency=1,4")
+    await run_serve(settings, requests=requests, progress=RunProgress(console))
+    drawn = console.file.getvalue()
+    for label in ("rate=inf concurrency=1", "rate=inf concurrency=4"):
+        assert re.search(rf"{label}.*4/4 requests", drawn)
+
+
+def test_no_progress_bar_off_a_terminal(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(fake_server, _dataset(tmp_path, failing=0), tmp_path) == 0
+    captured = capsys.readouterr()
+    assert "Serving benchmark" in captured.out
+    assert "requests" not in captured.err and "\x1b" not in captured.err + captured.out
+
+
+def test_plot_is_a_png_of_distributions_and_the_sweep(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    single, sweep = tmp_path / "single.png", tmp_path / "sweep.png"
+    dataset = _dataset(tmp_path, failing=0)
+    assert _cli(fake_server, dataset, tmp_path, "--plot", str(single)) == 0
+    sweep_flags = ["--sweep", "concurrency=1,4", "--plot", str(sweep)]
+    assert _cli(fake_server, dataset, tmp_path, *sweep_flags) == 0
+    for path in (single, sweep):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 20_000
+    assert sweep.stat().st_size > single.stat().st_size  # two more panels

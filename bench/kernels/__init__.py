@@ -1,0 +1,1 @@
+"""Kernel benchmarks (``switchyard bench kernels ...``): ours against upstream kernels on a GPU."""
