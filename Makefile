@@ -10,7 +10,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.switchyard-installed-$(ENGINE)
 PYTEST_ARGS ?=
 
-.PHONY: install prepare serve engine test test-slow lint clean
+.PHONY: install prepare serve test test-slow lint clean
 
 install: $(STAMP)
 
@@ -32,10 +32,12 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/*.proto) Makefile | $(BIN)/py
 prepare: install
 	$(BIN)/switchyard models prepare
 
-# Until the router lands, the main job is the engine with the default embedded model.
+# The main job: the engine with the default embedded model and the router in front of it
+# on 127.0.0.1:8080; it prints how to call it once both are ready. SERVE_ARGS adds flags
+# (e.g. SERVE_ARGS="--models embedded,gemma-3-270m --config router.yaml").
+SERVE_ARGS ?=
 serve: prepare
-	@echo "Starting the engine (default model) on 127.0.0.1:50051; see README for calling it."
-	$(BIN)/switchyard engine serve --model embedded --port 50051
+	$(BIN)/switchyard serve $(SERVE_ARGS)
 
 test: prepare
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from switchyard.cli import bench, engine, models, router
+from switchyard.cli import bench, engine, models, router, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(groups)
     engine.add_parser(groups)
     router.add_parser(groups)
+    serve.add_parser(groups)
     bench.add_parser(groups)
     return parser
 

@@ -121,3 +121,18 @@ def test_providers_take_catalog_defaults_and_keys_from_the_environment() -> None
         config.resolve_providers({"MINE_KEY": "m"})
     assert str(error.value).startswith("providers.anthropic.api_key_env")
     assert "ANTHROPIC_API_KEY" in str(error.value)
+
+
+def test_example_config_loads_with_and_without_its_providers(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "router.example.yaml"
+    assert load_config(example).providers == {}
+    lines = example.read_text().splitlines()
+    start = lines.index("# providers:")
+    uncommented = lines[:start] + [line.removeprefix("# ") for line in lines[start:]]
+    path = tmp_path / "router.yaml"
+    path.write_text("\n".join(uncommented))
+    config = load_config(path)
+    keys = {"OPENAI_API_KEY": "o", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
+    resolved = {p.name: p for p in config.resolve_providers(keys)}
+    assert sorted(resolved) == ["anthropic", "google-ai-studio", "my-vllm", "openai"]
+    assert resolved["my-vllm"].api_key is None
