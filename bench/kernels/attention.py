@@ -10,11 +10,11 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
 
 import torch
 
+from switchyard.bench.environment import package_versions
 from switchyard.bench.kernels import timing
 from switchyard.bench.kernels.backends import BACKENDS, BackendUnavailable, Prepare
 from switchyard.bench.kernels.batch import (
@@ -66,12 +66,7 @@ class BenchResult:
 
 def environment() -> dict[str, Any]:
     """Package versions and machine, so saved results are compared knowingly."""
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
+    versions = package_versions(VERSIONED_PACKAGES)
     return {"python": platform.python_version(), "cuda": torch.version.cuda, "packages": versions}
 
 

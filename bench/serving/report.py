@@ -8,13 +8,13 @@ import math
 import platform
 import sys
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from switchyard.bench.environment import package_versions
 from switchyard.bench.serving.runner import RunResult
 from switchyard.bench.serving.server_metrics import ServerFigures
 
@@ -50,12 +50,7 @@ def _server_cells(s: ServerFigures) -> dict[str, str]:
 
 def environment() -> dict[str, Any]:
     """Where the numbers were taken, so saved results can be compared fairly."""
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
+    versions = package_versions(VERSIONED_PACKAGES)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
