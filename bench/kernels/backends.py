@@ -49,6 +49,9 @@ def _ours() -> Prepare:
                 scale=batch.shape.softmax_scale,
                 sliding_window=batch.shape.sliding_window,
                 out=out,
+                # As the engine calls it: maxima from the host, no readback per call.
+                max_query_len=batch.max_q_len,
+                max_seq_len=batch.max_seq_len,
             )
 
         return run

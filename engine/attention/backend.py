@@ -168,7 +168,11 @@ class SwitchyardAttentionImpl(AttentionImpl[SwitchyardAttentionMetadata]):
         )
         options = dict(scale=self.scale, sliding_window=self.sliding_window, softcap=self.softcap)
         if query.is_cuda:
-            paged_attention(*args, out=out, **options)
+            # The maxima come from the host (computed once per batch), so no layer syncs.
+            maxima = dict(
+                max_query_len=attn_metadata.max_query_len, max_seq_len=attn_metadata.max_seq_len
+            )
+            paged_attention(*args, out=out, **options, **maxima)
         else:
             out.copy_(paged_attention_reference(*args, **options))
         return output

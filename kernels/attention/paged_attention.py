@@ -318,13 +318,15 @@ def _validate(
     softcap: float | None,
     out: torch.Tensor | None,
     num_kv_splits: int | None,
+    batch_maxima: tuple[int, int] | None,
 ) -> tuple[int, int]:
     """Check every argument (messages start with its name); return (max q_len, max seq_len).
 
-    The value checks (q_len <= seq_len, token total) read the metadata on the host, a
-    device sync on every call. That is acceptable while the launcher also derives its
-    launch parameters per call; the planned plan/run split will do both once per batch,
-    off the per-layer hot path.
+    The value checks (q_len <= seq_len, token total) read the index tensors back on the
+    host, a device sync. A caller that already holds the batch's maxima on the host
+    (``batch_maxima``; vLLM's metadata builder computes them once per batch) skips them,
+    so a model's per-layer calls do no host round trip; the shape, dtype and capacity
+    checks still run, on metadata only.
     """
     for name, tensor, rank in (
         ("query", query, 3),
@@ -414,6 +416,26 @@ def _validate(
         block_table.shape[0] >= num_seqs,
         f"block_table has {block_table.shape[0]} rows for {num_seqs} sequences",
     )
+    if batch_maxima is not None:
+        max_query_len, max_seq_len = batch_maxima
+        _require(
+            0 <= max_query_len <= max_seq_len,
+            f"max_query_len = {max_query_len} must be in [0, max_seq_len = {max_seq_len}]",
+        )
+    else:
+        max_query_len, max_seq_len = _batch_maxima(query_start_loc, seq_lens, num_tokens)
+    _require(
+        block_table.shape[1] * block_size >= max_seq_len,
+        f"block_table has {block_table.shape[1]} columns of {block_size} positions, "
+        f"too few for seq_lens up to {max_seq_len}",
+    )
+    return max_query_len, max_seq_len
+
+
+def _batch_maxima(
+    query_start_loc: torch.Tensor, seq_lens: torch.Tensor, num_tokens: int
+) -> tuple[int, int]:
+    """(max q_len, max seq_len), checking each sequence's values on the host."""
     starts = query_start_loc.tolist()
     lens = seq_lens.tolist()
     _require(
@@ -425,13 +447,7 @@ def _validate(
     _require(min(q_lens, default=0) >= 0, "query_start_loc must be non-decreasing")
     for i, (q_len, seq_len) in enumerate(zip(q_lens, lens, strict=True)):
         _require(q_len <= seq_len, f"seq_lens[{i}] = {seq_len} is shorter than its {q_len} queries")
-    max_seq_len = max(lens, default=0)
-    _require(
-        block_table.shape[1] * block_size >= max_seq_len,
-        f"block_table has {block_table.shape[1]} columns of {block_size} positions, "
-        f"too few for seq_lens up to {max_seq_len}",
-    )
-    return max(q_lens, default=0), max_seq_len
+    return max(q_lens, default=0), max(lens, default=0)
 
 
 def paged_attention(
@@ -447,6 +463,8 @@ def paged_attention(
     softcap: float | None = None,
     out: torch.Tensor | None = None,
     num_kv_splits: int | None = None,
+    max_query_len: int | None = None,
+    max_seq_len: int | None = None,
 ) -> torch.Tensor:
     """Causal attention of each sequence's new tokens over its paged KV cache.
 
@@ -458,8 +476,16 @@ def paged_attention(
     p-w+1 .. p; ``softcap=c`` maps logits to c * tanh(logits / c) after scaling.
 
     ``num_kv_splits`` overrides the split-KV heuristic (tests force splitting with it).
+    ``max_query_len`` and ``max_seq_len``, given together, are the batch's largest q_len
+    and seq_len as the caller computed them on the host (once per batch, as vLLM's
+    metadata does): the launcher then never reads the index tensors back, which would
+    sync the device on every layer. The caller vouches for them; without them the
+    launcher derives and checks them itself.
     Returns ``out`` (allocated when None) in the query's dtype.
     """
+    if (max_query_len is None) != (max_seq_len is None):
+        raise ValueError("max_query_len and max_seq_len must be given together")
+    maxima = None if max_query_len is None else (max_query_len, max_seq_len)
     max_query_len, max_seq_len = _validate(
         query,
         key_cache,
@@ -471,6 +497,7 @@ def paged_attention(
         softcap,
         out,
         num_kv_splits,
+        maxima,
     )
     num_tokens, num_q_heads, head_dim = query.shape
     num_kv_heads, block_size = key_cache.shape[1], key_cache.shape[2]

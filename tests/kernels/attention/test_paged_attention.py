@@ -305,6 +305,33 @@ def test_empty_batch() -> None:
     assert out.shape == (0, 1, 64)
 
 
+def test_host_maxima_skip_reading_the_indices_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the batch's maxima, the launcher reads no tensor back (on a GPU that read is
+    a sync on every layer) and computes the same attention."""
+    lens = [(5, 40), (1, 70), (3, 3)]
+    batch = make_batch(
+        lens, num_kv_heads=2, group=4, head_dim=64, block_size=16, dtype=torch.float16, seed=7
+    )
+    reference = paged_attention_reference(*batch.args(), scale=0.125, sliding_window=32)
+    out = torch.full_like(batch.query, float("nan"))
+
+    def no_readback(self: torch.Tensor) -> list:
+        raise AssertionError("the launcher read a tensor back to the host")
+
+    monkeypatch.setattr(torch.Tensor, "tolist", no_readback)
+    paged_attention(
+        *batch.args(),
+        scale=0.125,
+        sliding_window=32,
+        out=out,
+        max_query_len=max(q for q, _ in lens),
+        max_seq_len=max(n for _, n in lens),
+    )
+    monkeypatch.undo()
+    error = ((out.float() - reference).norm() / reference.norm()).item()
+    assert error <= TOLERANCE[torch.float16], f"relative error {error:.2e}"
+
+
 Edit = Callable[[dict], None]
 
 
@@ -348,6 +375,9 @@ BAD_ARGUMENTS: list[tuple[str, str, Edit]] = [
     ("softcap-0", "softcap", _set(softcap=0.0)),
     ("softcap-negative", "softcap", _set(softcap=-1.0)),
     ("num_kv_splits-0", "num_kv_splits", _set(num_kv_splits=0)),
+    ("maxima-half-given", "max_query_len", _set(max_query_len=3)),
+    ("maxima-inverted", "max_query_len", _set(max_query_len=50, max_seq_len=40)),
+    ("max_seq_len-beyond-table", "block_table", _set(max_query_len=3, max_seq_len=10_000)),
 ]
 
 
