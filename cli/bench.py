@@ -8,6 +8,7 @@ import math
 import os
 
 from switchyard.bench.kernels import cli as kernels_cli
+from switchyard.bench.router import cli as router_cli
 from switchyard.bench.serving.metrics import METRIC_DEFINITIONS
 
 EPILOG = f"""\
@@ -122,6 +123,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     )
     serve.set_defaults(run=_serve)
     kernels_cli.add_parser(commands)
+    router_cli.add_parser(commands)
 
 
 def _serve(args: argparse.Namespace) -> int:
