@@ -149,6 +149,8 @@ class Router:
     ) -> Response:
         endpoint: Endpoint = "chat" if model is ChatCompletionRequest else "completions"
         observation: Observation | None = None
+        # Once a stream is set up, its wrapper reports the request to the metrics.
+        streaming = False
         try:
             self.keys.check(request.headers.get("authorization"))
             raw, body = parse_body(await self._read_body(request), model)
@@ -175,8 +177,8 @@ class Router:
                 events = self.upstream.stream(target, raw, body, endpoint, request_id)
             else:
                 events = first_party.stream(target, body, request_id)
-            # From here the stream's wrapper reports the request to the metrics.
-            observed, observation = self._observed(events, observation, body.include_usage), None
+            streaming = True
+            observed = self._observed(events, observation, body.include_usage)
             try:
                 first = await anext(observed)
             except BaseException:
@@ -188,11 +190,15 @@ class Router:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         except APIError as error:
-            if observation is not None:
-                self.metrics.finish(observation, error.status)
-            else:
+            if observation is None:
                 self.metrics.unrouted(endpoint, error.status)
+            elif not streaming:
+                self.metrics.finish(observation, error.status)
             return error.response()
+        except BaseException:
+            if observation is not None and not streaming:
+                self.metrics.finish(observation, 500)
+            raise
 
     async def _observed(
         self, events: AsyncGenerator[dict[str, Any]], observation: Observation, include_usage: bool

@@ -37,6 +37,7 @@ async def test_requests_tokens_and_ttft_are_counted(
         Reply(body=openai_completion("hi")),
         Reply(frames=openai_stream(["a", "b", "c"])),
         Reply(status=429, body=openai_error("slow down", "requests")),
+        Reply(status=400, body=openai_error("bad stream", "invalid_request_error")),
     )
     messages = [{"role": "user", "content": "hi"}]
     await client.chat.completions.create(model=MODEL, messages=messages)
@@ -44,6 +45,8 @@ async def test_requests_tokens_and_ttft_are_counted(
     [chunk async for chunk in stream]
     with pytest.raises(openai.RateLimitError):
         await client.chat.completions.create(model=MODEL, messages=messages)
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
     after = await _values(router_url)
 
     def delta(name: str, **labels: str) -> float:
@@ -52,6 +55,12 @@ async def test_requests_tokens_and_ttft_are_counted(
     ok = {"endpoint": "chat", "status": "200"}
     assert delta("switchyard_router_requests_total", **ok) == 2
     assert delta("switchyard_router_requests_total", endpoint="chat", status="429") == 1
+    # A stream refused before it began counts once, under its model.
+    assert delta("switchyard_router_requests_total", endpoint="chat", status="400") == 1
+    unrouted = {"model": "-", "provider": "-", "endpoint": "chat", "status": "400"}
+    assert _get(after, "switchyard_router_requests_total", **unrouted) == _get(
+        before, "switchyard_router_requests_total", **unrouted
+    )
     # 10 completion tokens from the whole response, 3 from the stream's usage chunk, which
     # the router asked for although the client did not.
     assert delta("switchyard_router_tokens_total", direction="completion") == 13
