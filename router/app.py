@@ -64,14 +64,14 @@ def sse_frame(payload: Mapping[str, Any]) -> bytes:
 
 
 async def sse_body(
-    first: dict[str, Any], events: AsyncGenerator[dict[str, Any]]
+    first: list[dict[str, Any]], batches: AsyncGenerator[list[dict[str, Any]]]
 ) -> AsyncIterator[bytes]:
-    """Frame the events; the engine stream is iterated here, in the response's task, so
-    a client disconnect cancels it."""
+    """Frame the chunks, one write per batch; the provider's stream is iterated here, in
+    the response's task, so a client disconnect cancels it."""
     try:
-        yield sse_frame(first)
-        async for event in events:
-            yield sse_frame(event)
+        yield b"".join(map(sse_frame, first))
+        async for batch in batches:
+            yield b"".join(map(sse_frame, batch))
         yield b"data: [DONE]\n\n"
     except APIError as error:
         yield sse_frame(error.body())
@@ -79,7 +79,7 @@ async def sse_body(
         log.exception("stream failed after it started")
         yield sse_frame(server_error(500, "internal error", "internal_error").body())
     finally:
-        await events.aclose()
+        await batches.aclose()
 
 
 async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
@@ -201,8 +201,11 @@ class Router:
             raise
 
     async def _observed(
-        self, events: AsyncGenerator[dict[str, Any]], observation: Observation, include_usage: bool
-    ) -> AsyncGenerator[dict[str, Any]]:
+        self,
+        batches: AsyncGenerator[list[dict[str, Any]]],
+        observation: Observation,
+        include_usage: bool,
+    ) -> AsyncGenerator[list[dict[str, Any]]]:
         """Pass the chunks on, noting the first token and the usage for the metrics.
 
         Every provider ends its stream with a usage chunk (``choices: []``) so the token
@@ -210,15 +213,19 @@ class Router:
         (``stream_options.include_usage``)."""
         status = 200
         try:
-            async for chunk in events:
-                usage = chunk.get("usage")
-                if usage and not chunk.get("choices"):
-                    observation.record_usage(usage)
-                    if not include_usage:
-                        continue
-                elif observation.first_token_at is None and _has_content(chunk):
-                    observation.first_token_at = time.perf_counter()
-                yield chunk
+            async for batch in batches:
+                passed = []
+                for chunk in batch:
+                    usage = chunk.get("usage")
+                    if usage and not chunk.get("choices"):
+                        observation.record_usage(usage)
+                        if not include_usage:
+                            continue
+                    elif observation.first_token_at is None and _has_content(chunk):
+                        observation.first_token_at = time.perf_counter()
+                    passed.append(chunk)
+                if passed:
+                    yield passed
         except APIError as error:
             status = error.status
             raise
@@ -229,7 +236,7 @@ class Router:
             status = 500
             raise
         finally:
-            await events.aclose()
+            await batches.aclose()
             self.metrics.finish(observation, status)
 
     async def chat_completions(self, request: Request) -> Response:

@@ -212,11 +212,12 @@ async def _engine_stream(
 
 async def stream(
     engine: Engine, request: ChatCompletionRequest | CompletionRequest, request_id: str
-) -> AsyncGenerator[Json]:
-    """Yield the OpenAI stream objects of one request; raise APIError on failure.
+) -> AsyncGenerator[list[Json]]:
+    """Yield the OpenAI stream objects of one request, in batches sent together; raise
+    APIError on failure.
 
     Nothing is yielded before the engine's first answer, so a caller that awaits the
-    first object learns of a refused request while it can still answer with a status.
+    first batch learns of a refused request while it can still answer with a status.
     """
     shape = shape_for(request)
     model = engine.model_id
@@ -233,21 +234,24 @@ async def stream(
         return {**envelope, "choices": choices, **({"usage": None} if include_usage else {})}
 
     opening = shape.opening()
+    batch = [event([opening])] if opening is not None else []
     offset = 0
     async for response in _engine_stream(engine, engine_request(request, request_id)):
-        if opening is not None:
-            yield event([opening])
-            opening = None
         if response.HasField("chunk"):
             chunk = response.chunk
             if chunk.text or chunk.logprobs:
-                yield event([shape.delta(chunk.text, shape.logprobs(chunk.logprobs, offset), None)])
+                logprobs = shape.logprobs(chunk.logprobs, offset)
+                batch.append(event([shape.delta(chunk.text, logprobs, None)]))
                 offset += len(chunk.text)
+            if batch:
+                yield batch
+                batch = []
             continue
         complete = response.complete
-        yield event([shape.delta("", None, finish_reason(complete))])
+        batch.append(event([shape.delta("", None, finish_reason(complete))]))
         # Always: the router's token counters read it; the client gets it only if asked.
-        yield {**envelope, "choices": [], "usage": usage(complete)}
+        batch.append({**envelope, "choices": [], "usage": usage(complete)})
+        yield batch
         return
     raise server_error(502, "the engine ended the stream without a result", "engine_error")
 

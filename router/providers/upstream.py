@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ Endpoint = Literal["chat", "completions"]
 OpenAIRequest = ChatCompletionRequest | CompletionRequest
 # Longest error body read from a provider: enough for any real message, bounded.
 MAX_ERROR_BODY_BYTES = 64 << 10
+# Longest SSE line accepted from a provider (a Gemini event is one whole response).
+MAX_SSE_LINE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -230,20 +232,34 @@ class UpstreamClient:
         request: OpenAIRequest,
         endpoint: Endpoint,
         request_id: str,
-    ) -> AsyncGenerator[Json]:
-        """Yield OpenAI chunks as the provider's events arrive; raise APIError on failure.
+    ) -> AsyncGenerator[list[Json]]:
+        """Yield OpenAI chunks, a batch per network read, as the provider's events arrive;
+        raise APIError on failure.
 
-        Nothing is yielded before the provider has accepted the request, so a caller that
-        awaits the first chunk learns of a refusal while it can still answer with a status.
+        Events that arrived together leave together (one write to the client instead of
+        one per event). Nothing is yielded before the provider has accepted the request,
+        so a caller that awaits the first batch learns of a refusal while it can still
+        answer with a status.
         """
         response = await self._post(target, body, request, endpoint)
         translator = target.adapter.stream(target.model_id, request, request_id)
+        parser = SSEParser()
         try:
-            async for event in _sse_events(response.content):
-                for chunk in translator.feed(event):
-                    yield chunk
+            async for data in response.content.iter_any():
+                batch, failure = _translate(translator, parser.feed(data))
+                if batch:
+                    yield batch
+                if failure is not None:
+                    raise failure
                 if translator.done:
                     return
+            batch, failure = _translate(translator, parser.finish())
+            if batch:
+                yield batch
+            if failure is not None:
+                raise failure
+            if translator.done:
+                return
         except TimeoutError:
             raise server_error(
                 504, f"{target.provider.name} stopped answering mid-stream", "timeout"
@@ -260,24 +276,64 @@ class UpstreamClient:
         )
 
 
-async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
-    """Server-sent events as the spec frames them: ``event:``/``data:`` fields up to a
-    blank line; comment lines (``: keep-alive``) are skipped."""
-    event, data = "", []
-    async for raw in content:
-        line = raw.decode().rstrip("\r\n")
+def _translate(
+    translator: StreamTranslator, events: list[SSEEvent]
+) -> tuple[list[Json], APIError | None]:
+    """The chunks of ``events`` up to the protocol's end of stream, and the error event
+    that cut them short, if one did (the chunks before it still reach the client)."""
+    chunks: list[Json] = []
+    for event in events:
+        try:
+            chunks.extend(translator.feed(event))
+        except APIError as error:
+            return chunks, error
+        if translator.done:
+            break
+    return chunks, None
+
+
+class SSEParser:
+    """Server-sent events as the spec frames them, from bytes as they arrive:
+    ``event:``/``data:`` fields up to a blank line; comment lines (``: keep-alive``) are
+    skipped; LF and CRLF line ends both work."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # an incomplete last line
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        if len(self._pending) > MAX_SSE_LINE_BYTES:
+            raise ValueError("an SSE line exceeds the size limit")
+        events = []
+        for raw in lines:
+            event = self._line(raw.decode().rstrip("\r"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """Events still open when the stream ends without a final blank line."""
+        events = self.feed(b"\n") if self._pending else []
+        if self._data:
+            events.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+            self._event, self._data = "", []
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
         if not line:
-            if data:
-                yield SSEEvent(event or "message", "\n".join(data))
-            event, data = "", []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "event":
-                event = value
-    if data:
-        yield SSEEvent(event or "message", "\n".join(data))
+            event = (
+                SSEEvent(self._event or "message", "\n".join(self._data)) if self._data else None
+            )
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        return None

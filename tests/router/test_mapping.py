@@ -238,11 +238,12 @@ async def test_requests_refused_before_any_engine_is_asked() -> None:
 
 
 async def test_stream_failure_after_start_is_a_final_error_event() -> None:
-    async def events() -> AsyncIterator[dict]:
-        yield {"n": 2}
+    async def events() -> AsyncIterator[list[dict]]:
+        yield [{"n": 2}, {"n": 3}]
         raise APIError(503, "the engine is unavailable", type="server_error")
 
-    frames = [frame async for frame in sse_body({"n": 1}, events())]
-    assert frames[:2] == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n']
+    frames = [frame async for frame in sse_body([{"n": 1}], events())]
+    # A batch is one write.
+    assert frames[:2] == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\ndata: {"n":3}\n\n']
     assert frames[2].startswith(b'data: {"error":{"message":"the engine is unavailable"')
     assert len(frames) == 3

@@ -12,6 +12,8 @@ import pytest
 from fake_upstream import FakeUpstream, Reply
 from payloads import openai_completion, openai_error, openai_frame, openai_stream
 
+from switchyard.router.providers.upstream import SSEEvent, SSEParser
+
 HELLO = [{"role": "user", "content": "Say hello."}]
 
 
@@ -265,3 +267,15 @@ async def test_usage_is_always_asked_upstream_but_sent_only_when_asked(
     chunks = [chunk async for chunk in stream]
     assert all(chunk.choices for chunk in chunks)  # no usage-only chunk
     assert upstream.last.body["stream_options"] == {"include_usage": True}
+
+
+def test_sse_parser_handles_split_lines_crlf_comments_and_an_unterminated_end() -> None:
+    parser = SSEParser()
+    stream = b'event: a\r\ndata: {"x":\r\ndata:  1}\r\n\r\n: keep-alive\n\ndata: [DONE]'
+    events: list[SSEEvent] = []
+    position = 0
+    for cut in (3, 9, 17, 30, len(stream)):
+        events += parser.feed(stream[position:cut])
+        position = cut
+    assert events == [SSEEvent("a", '{"x":\n 1}')]
+    assert parser.finish() == [SSEEvent("message", "[DONE]")]
