@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -214,9 +214,7 @@ class UpstreamClient:
         try:
             data = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError):
-            raise server_error(
-                502, f"{target.provider.name} sent an unreadable response", "bad_upstream_response"
-            ) from None
+            data = None
         finally:
             response.release()
         if not isinstance(data, dict):
@@ -243,23 +241,15 @@ class UpstreamClient:
         """
         response = await self._post(target, body, request, endpoint)
         translator = target.adapter.stream(target.model_id, request, request_id)
-        parser = SSEParser()
         try:
-            async for data in response.content.iter_any():
-                batch, failure = _translate(translator, parser.feed(data))
+            async for events in _event_reads(response.content):
+                batch, failure = _translate(translator, events)
                 if batch:
                     yield batch
                 if failure is not None:
                     raise failure
                 if translator.done:
                     return
-            batch, failure = _translate(translator, parser.finish())
-            if batch:
-                yield batch
-            if failure is not None:
-                raise failure
-            if translator.done:
-                return
         except TimeoutError:
             raise server_error(
                 504, f"{target.provider.name} stopped answering mid-stream", "timeout"
@@ -274,6 +264,14 @@ class UpstreamClient:
         raise server_error(
             502, f"{target.provider.name} ended the stream before it finished", "upstream_error"
         )
+
+
+async def _event_reads(content: aiohttp.StreamReader) -> AsyncIterator[list[SSEEvent]]:
+    """The events completed by each network read, then those the end of stream closes."""
+    parser = SSEParser()
+    async for data in content.iter_any():
+        yield parser.feed(data)
+    yield parser.finish()
 
 
 def _translate(

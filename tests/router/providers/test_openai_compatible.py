@@ -279,3 +279,13 @@ def test_sse_parser_handles_split_lines_crlf_comments_and_an_unterminated_end() 
         position = cut
     assert events == [SSEEvent("a", '{"x":\n 1}')]
     assert parser.finish() == [SSEEvent("message", "[DONE]")]
+
+
+async def test_unreadable_success_body_is_502(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(body=["not", "an", "object"]))
+    with pytest.raises(openai.APIStatusError) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert error.value.status_code == 502
+    assert "unreadable response" in error.value.message
