@@ -22,6 +22,19 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         help="serve without client API keys (only for local experiments)",
     )
     serve.set_defaults(run=_serve)
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of the router config (docs/ has a copy)"
+    )
+    schema.set_defaults(run=_schema)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import sys
+
+    from switchyard.router.config import config_schema
+
+    sys.stdout.write(config_schema())
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,7 +45,11 @@ def _serve(args: argparse.Namespace) -> int:
     from switchyard.router.config import ConfigError, load_config
 
     try:
-        app = create_app(load_config(args.config), insecure_no_auth=args.insecure_no_auth)
+        app = create_app(
+            load_config(args.config),
+            config_path=args.config,
+            insecure_no_auth=args.insecure_no_auth,
+        )
     except (ConfigError, InsecureConfigError) as error:
         raise SystemExit(f"error: {error}") from None
     # log_config=None keeps the logging that main() set up instead of uvicorn's own.

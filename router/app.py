@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -26,15 +27,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from switchyard.router.admin import Admin, reload_from
 from switchyard.router.auth import KeyChecker
-from switchyard.router.config import ResolvedProvider, RouterConfig
+from switchyard.router.config import (
+    ConfigError,
+    ResolvedProvider,
+    RouterConfig,
+    parse_config,
+    read_config_data,
+)
 from switchyard.router.errors import APIError, invalid_request, server_error
 from switchyard.router.field_paths import field_path
 from switchyard.router.metrics import CONTENT_TYPE, Observation, RouterMetrics
-from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.openai_types import (
+    ROUTER_ONLY_FIELDS,
+    ChatCompletionRequest,
+    CompletionRequest,
+)
 from switchyard.router.providers import first_party
 from switchyard.router.providers.upstream import Endpoint, ProviderModel, UpstreamClient
-from switchyard.router.registry import Registry
+from switchyard.router.registry import Engine, FirstPartyModel, Registry
+from switchyard.router.replicas import ReplicaSet
+from switchyard.router.routing import preferences
+from switchyard.router.routing.attempts import Candidate, FallbackRun, Limits, has_content
+from switchyard.router.routing.health import HealthBoard
+from switchyard.router.routing.live_stats import LiveStats
+from switchyard.router.routing.table import ROUTER_PREFIX, RoutingTable, apply_variant
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,19 +119,81 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -
     return task.result()
 
 
-def _has_content(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk carries output (text or a tool call), not just a role or a finish."""
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
-            return True
-    return False
-
-
 async def _disconnected(request: Request) -> None:
     # The body has been read, so the next message can only be the disconnect.
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _seconds(milliseconds: int | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000
+
+
+class _ProviderCall:
+    """One request to one third-party model."""
+
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        target: ProviderModel,
+        raw: dict[str, Any],
+        body: ChatCompletionRequest | CompletionRequest,
+        endpoint: Endpoint,
+        request_id: str,
+    ) -> None:
+        self._args = (target, raw, body, endpoint, request_id)
+        self._upstream = upstream
+
+    def complete(self) -> Coroutine[Any, Any, dict[str, Any]]:
+        return self._upstream.complete(*self._args)
+
+    def stream(self) -> AsyncGenerator[list[dict[str, Any]]]:
+        return self._upstream.stream(*self._args)
+
+
+class _EngineCall:
+    """One request to one engine; with a replica set, counted in its in-flight figures
+    and its prefix index."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        body: ChatCompletionRequest | CompletionRequest,
+        request_id: str,
+        *,
+        replicas: ReplicaSet[Engine] | None = None,
+        prompt: str = "",
+    ) -> None:
+        self._engine = engine
+        self._body = body
+        self._request_id = request_id
+        self._replicas = replicas
+        self._prompt = prompt
+
+    async def complete(self) -> dict[str, Any]:
+        if self._replicas is None:
+            return await first_party.complete(self._engine, self._body, self._request_id)
+        self._replicas.started(self._engine, self._prompt)
+        try:
+            return await first_party.complete(self._engine, self._body, self._request_id)
+        finally:
+            self._replicas.finished(self._engine)
+
+    def stream(self) -> AsyncGenerator[list[dict[str, Any]]]:
+        events = first_party.stream(self._engine, self._body, self._request_id)
+        return events if self._replicas is None else self._counted(events)
+
+    async def _counted(
+        self, events: AsyncGenerator[list[dict[str, Any]]]
+    ) -> AsyncGenerator[list[dict[str, Any]]]:
+        assert self._replicas is not None
+        self._replicas.started(self._engine, self._prompt)
+        try:
+            async for batch in events:
+                yield batch
+        finally:
+            await events.aclose()
+            self._replicas.finished(self._engine)
 
 
 class Router:
@@ -128,6 +208,45 @@ class Router:
         self.upstream = UpstreamClient()
         self.metrics = RouterMetrics()
         self.started = int(time.time())
+        # Where reloads read from; None when the config did not come from a file.
+        self.config_path: str | None = None
+        # The config as data, what admin updates are validated against.
+        self.config_data: dict[str, Any] = config.model_dump(mode="json")
+        # Replaced whole by a reload or an admin update; a request keeps the table it
+        # started with.
+        self.routing = RoutingTable(config.routers)
+        self.target_health = HealthBoard(config.health.failure_threshold, config.health.cooldown_s)
+        self.stats = LiveStats()
+
+    def apply(self, config: RouterConfig, data: dict[str, Any]) -> None:
+        """Put a validated config's routers and health settings in force, in one
+        assignment each; engines, providers and keys need a restart."""
+        self.routing = RoutingTable(config.routers)
+        self.target_health.failure_threshold = config.health.failure_threshold
+        self.target_health.cooldown_s = config.health.cooldown_s
+        self.config = self.config.model_copy(
+            update={"routers": config.routers, "health": config.health}
+        )
+        self.config_data = {**self.config_data, "routers": data.get("routers") or {}}
+        if "health" in data:
+            self.config_data["health"] = data["health"]
+
+    def reload(self) -> None:
+        """Re-read the config file; raises ConfigError, changing nothing, if it is bad."""
+        if self.config_path is None:
+            raise ConfigError("the router was not started from a config file")
+        data = read_config_data(self.config_path)
+        config = parse_config(data)
+        assert isinstance(data, dict)  # parse_config refuses anything else
+        restart = sorted(
+            key
+            for key in {*data, *self.config_data} - {"routers", "health"}
+            if getattr(config, key, None) != getattr(self.config, key, None)
+        )
+        if restart:
+            log.warning("reload: changes to %s take effect at the next restart", restart)
+        self.apply(config, data)
+        log.info("reload: %d routers in force", len(config.routers))
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -154,29 +273,24 @@ class Router:
         try:
             self.keys.check(request.headers.get("authorization"))
             raw, body = parse_body(await self._read_body(request), model)
-            target = self.registry.find(body.model)
-            if target is None:
-                raise APIError(
-                    404,
-                    f"the model {body.model!r} does not exist",
-                    param="model",
-                    code="model_not_found",
-                )
             request_id = uuid.uuid4().hex
-            observation = self.metrics.start(body.model, target.owned_by, endpoint)
-            if not body.stream:
+            target = self._direct_target(body)
+            if target is not None:
+                observation = self.metrics.start(body.model, target.owned_by, endpoint)
                 if isinstance(target, ProviderModel):
-                    work = self.upstream.complete(target, raw, body, endpoint, request_id)
+                    call = _ProviderCall(self.upstream, target, raw, body, endpoint, request_id)
                 else:
-                    work = first_party.complete(target, body, request_id)
-                result = await _unless_disconnected(request, work)
+                    call = _EngineCall(target, body, request_id)
+            else:
+                run, body = self._fallback_run(raw, body, endpoint, request_id)
+                observation = self.metrics.start(body.model, "router", endpoint)
+                call = run
+            if not body.stream:
+                result = await _unless_disconnected(request, call.complete())
                 observation.record_usage(result.get("usage"))
                 self.metrics.finish(observation, 200)
                 return JSONResponse(result)
-            if isinstance(target, ProviderModel):
-                events = self.upstream.stream(target, raw, body, endpoint, request_id)
-            else:
-                events = first_party.stream(target, body, request_id)
+            events = call.stream()
             streaming = True
             observed = self._observed(events, observation, body.include_usage)
             try:
@@ -200,6 +314,101 @@ class Router:
                 self.metrics.finish(observation, 500)
             raise
 
+    def _direct_target(
+        self, body: ChatCompletionRequest | CompletionRequest
+    ) -> ProviderModel | Engine | None:
+        """The one target of a plain request, served without the fallback machinery;
+        None when the request needs a decision (a named router, OpenRouter extras,
+        several hosts of a model name, several engine replicas)."""
+        if body.models or body.provider is not None:
+            return None
+        target = self.registry.find(body.model)
+        if isinstance(target, ProviderModel):
+            return target
+        if isinstance(target, FirstPartyModel) and len(target.replicas.replicas) == 1:
+            return target.replicas.replicas[0]
+        return None
+
+    def _fallback_run(
+        self,
+        raw: dict[str, Any],
+        body: ChatCompletionRequest | CompletionRequest,
+        endpoint: Endpoint,
+        request_id: str,
+    ) -> tuple[FallbackRun, ChatCompletionRequest | CompletionRequest]:
+        """The candidates to try, in order, and the body they get (a variant's
+        overrides applied); raises 404/400 when there is nothing to try."""
+        if any(name in raw for name in ROUTER_ONLY_FIELDS):
+            raw = {k: v for k, v in raw.items() if k not in ROUTER_ONLY_FIELDS}
+        offers = self.registry.offers()
+        labels: dict[str, str] = {}
+        limits = Limits()
+        if body.model.startswith(ROUTER_PREFIX):
+            decision = self.routing.decide(body.model.removeprefix(ROUTER_PREFIX), body)
+            variant = decision.variant
+            raw = apply_variant(raw, variant, body)
+            body = type(body).model_validate(raw)
+            chain = preferences.chain(
+                variant.model, variant.fallbacks, offers, None, self.stats, endpoint
+            )
+            labels = decision.labels()
+            loop_now = asyncio.get_running_loop().time()
+            limits = Limits(
+                attempt_timeout_s=_seconds(variant.attempt_timeout_ms),
+                ttft_timeout_s=_seconds(variant.ttft_timeout_ms),
+                deadline_s=None
+                if decision.deadline_ms is None
+                else loop_now + decision.deadline_ms / 1000,
+            )
+        else:
+            chain = preferences.chain(
+                body.model, body.models or [], offers, body.provider, self.stats, endpoint
+            )
+        candidates = []
+        for offer in chain:
+            target = self.registry.find(offer.model_id)
+            if isinstance(target, ProviderModel):
+                call = _ProviderCall(self.upstream, target, raw, body, endpoint, request_id)
+                candidates.append(
+                    Candidate(
+                        target.model_id,
+                        target.provider.name,
+                        target.provider.name,
+                        call.complete,
+                        call.stream,
+                    )
+                )
+            elif isinstance(target, FirstPartyModel):
+                candidates.extend(self._replica_candidates(target, body, request_id))
+        run = FallbackRun(
+            candidates, limits, self.target_health, self.stats, labels, self.metrics.attempt
+        )
+        return run, body
+
+    def _replica_candidates(
+        self,
+        model: FirstPartyModel,
+        body: ChatCompletionRequest | CompletionRequest,
+        request_id: str,
+    ) -> list[Candidate]:
+        """One candidate per replica, in the replica policy's order for this prompt."""
+        prompt = body.prompt_text()
+        replicas = model.replicas
+        ordered = replicas.order(
+            prompt,
+            body.user,
+            available=lambda engine: self.target_health.available(engine.health_key),
+        )
+        candidates = []
+        for engine in ordered:
+            call = _EngineCall(engine, body, request_id, replicas=replicas, prompt=prompt)
+            candidates.append(
+                Candidate(
+                    model.model_id, "switchyard", engine.health_key, call.complete, call.stream
+                )
+            )
+        return candidates
+
     async def _observed(
         self,
         batches: AsyncGenerator[list[dict[str, Any]]],
@@ -221,7 +430,7 @@ class Router:
                         observation.record_usage(usage)
                         if not include_usage:
                             continue
-                    elif observation.first_token_at is None and _has_content(chunk):
+                    elif observation.first_token_at is None and has_content(chunk):
                         observation.first_token_at = time.perf_counter()
                     passed.append(chunk)
                 if passed:
@@ -254,10 +463,20 @@ class Router:
             {"id": m.model_id, "object": "model", "created": self.started, "owned_by": m.owned_by}
             for m in self.registry.models()
         ]
+        data += [
+            {
+                "id": ROUTER_PREFIX + name,
+                "object": "model",
+                "created": self.started,
+                "owned_by": "router",
+            }
+            for name in self.routing.routers
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def metrics_text(self, request: Request) -> Response:
         loads = await self.registry.loads()
+        self.metrics.set_target_health(self.target_health.report(self.registry.health_targets()))
         return Response(self.metrics.render(loads), media_type=CONTENT_TYPE)
 
     async def health(self, request: Request) -> Response:
@@ -270,6 +489,16 @@ class Router:
             {"status": "ready" if ready else "unavailable", "engines": states},
             status_code=200 if ready else 503,
         )
+
+
+def _on_hangup(callback: Callable[[], None]) -> bool:
+    """Reload on SIGHUP where signals can be handled (the main thread of a process);
+    whether the handler is in place."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
+    except (ValueError, RuntimeError, NotImplementedError):
+        return False
+    return True
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -285,22 +514,30 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 def create_app(
     config: RouterConfig,
     *,
+    config_path: str | None = None,
     insecure_no_auth: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> Starlette:
     """Build the app; raises InsecureConfigError when no client key is configured and
-    ConfigError when a provider's key is not in the environment."""
+    ConfigError when a provider's key is not in the environment. With ``config_path``
+    the admin API's reload and SIGHUP re-read that file."""
     keys = KeyChecker(config.auth.resolve_keys(environ), insecure_no_auth=insecure_no_auth)
     router = Router(config, keys, config.resolve_providers(environ))
+    router.config_path = config_path
+    admin_keys = config.admin.resolve_keys(environ)
+    admin = Admin(router, KeyChecker(admin_keys) if admin_keys else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         router.registry.open()
         router.upstream.open()
         resolving = asyncio.create_task(router.registry.resolve_until_done())
+        hangup = config_path is not None and _on_hangup(lambda: reload_from(router))
         try:
             yield
         finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             resolving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await resolving
@@ -315,6 +552,7 @@ def create_app(
             Route("/metrics", router.metrics_text, methods=["GET"]),
             Route("/health", router.health, methods=["GET"]),
             Route("/ready", router.ready, methods=["GET"]),
+            *admin.routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         lifespan=lifespan,

@@ -6,20 +6,26 @@ rather than at the first request that happens to use it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from switchyard.router.field_paths import field_path
 from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol
+from switchyard.router.replicas import ReplicaPolicy
+from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
+DEFAULT_ADMIN_KEYS_ENV = "SWITCHYARD_ADMIN_KEYS"
+FIRST_PARTY_PREFIX = "switchyard/"
 # Provider names prefix model ids (``openai/gpt-5.5``): lower-case, no slash.
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Prefixes with a meaning of their own in a request's ``model``.
@@ -65,14 +71,29 @@ class AuthConfig(_Strict):
             raise ValueError("keys must not contain empty strings")
         return self
 
+    default_keys_env: ClassVar[str] = DEFAULT_KEYS_ENV
+
     def resolve_keys(self, environ: Mapping[str, str] | None = None) -> list[str]:
-        """The accepted client keys: listed in the config, or read from the environment
+        """The accepted keys: listed in the config, or read from the environment
         (``keys_env``, default ``SWITCHYARD_API_KEYS``) as a comma-separated list."""
         if self.keys is not None:
             return list(self.keys)
         environ = os.environ if environ is None else environ
-        raw = environ.get(self.keys_env or DEFAULT_KEYS_ENV, "")
+        raw = environ.get(self.keys_env or self.default_keys_env, "")
         return [key.strip() for key in raw.split(",") if key.strip()]
+
+
+class AdminConfig(AuthConfig):
+    """Keys of the admin API (``/admin/v1/...``), distinct from the client keys: a
+    client key never changes routing. Without any admin key the admin API is off."""
+
+    default_keys_env: ClassVar[str] = DEFAULT_ADMIN_KEYS_ENV
+
+
+class HealthConfig(_Strict):
+    # Failures in a row (429, 5xx, connection errors, timeouts) that cool a target down.
+    failure_threshold: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,15 @@ class ResolvedProvider:
     api_key: str | None
     models: tuple[str, ...]
     timeout_s: float | None
+    # USD per million tokens (prompt + completion) by model, where configured.
+    prices: dict[str, float] = field(default_factory=dict)
+
+
+class Price(_Strict):
+    """USD per million tokens."""
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
 
 
 class ProviderConfig(_Strict):
@@ -97,6 +127,15 @@ class ProviderConfig(_Strict):
     models: list[str] = Field(min_length=1)
     # Deadline of one upstream call, streaming included; None waits as long as it takes.
     timeout_s: float | None = Field(default=600.0, gt=0)
+    # What each model costs, for `provider.sort: price` and `model: "auto"`.
+    prices: dict[str, Price] = {}
+
+    @model_validator(mode="after")
+    def _prices_of_listed_models(self) -> ProviderConfig:
+        for model in self.prices:
+            if model not in self.models:
+                raise ValueError(f"prices.{model}: not one of this provider's models")
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -130,6 +169,7 @@ class ProviderConfig(_Strict):
             api_key=api_key,
             models=tuple(self.models),
             timeout_s=self.timeout_s,
+            prices={m: p.prompt + p.completion for m, p in self.prices.items()},
         )
 
 
@@ -140,6 +180,12 @@ class RouterConfig(_Strict):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     # Deadline of one engine call, streaming included; None waits as long as it takes.
     request_timeout_s: float | None = Field(default=600.0, gt=0)
+    # How a request picks among engines serving the same model.
+    replica_policy: ReplicaPolicy = "cache_aware"
+    health: HealthConfig = HealthConfig()
+    admin: AdminConfig = AdminConfig()
+    # Named routers, selected with `model: "router/<name>"`.
+    routers: dict[str, NamedRouterConfig] = {}
 
     @model_validator(mode="after")
     def _distinct_engines(self) -> RouterConfig:
@@ -168,10 +214,39 @@ class RouterConfig(_Strict):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _routers_name_served_models(self) -> RouterConfig:
+        offered = {f"{name}/{model}" for name, p in self.providers.items() for model in p.models}
+        bare = {model for p in self.providers.values() for model in p.models}
+        for name, router in self.routers.items():
+            if not NAME.match(name):
+                raise ValueError(f"routers.{name}: a router name must be {NAME_RULE}")
+            for r_index, route in enumerate(router.routes):
+                where = f"routers.{name}.routes[{r_index}]"
+                _check_models(where, route.variants, offered, bare)
+            if router.default_route is not None:
+                where = f"routers.{name}.default_route"
+                _check_models(where, router.default_route.variants, offered, bare)
+        return self
+
     def resolve_providers(self, environ: Mapping[str, str] | None = None) -> list[ResolvedProvider]:
         """Every provider with its key read; ConfigError names a key that is not set."""
         environ = os.environ if environ is None else environ
         return [provider.resolve(name, environ) for name, provider in self.providers.items()]
+
+
+def _check_models(where: str, variants: list, offered: set[str], bare: set[str]) -> None:
+    """A variant's models must be served: first-party (checked against the engines once
+    they answer), a configured provider's, or a model name some provider offers."""
+    for v_index, variant in enumerate(variants):
+        for m_index, model in enumerate(variant.chain):
+            if model.startswith(FIRST_PARTY_PREFIX) or model in offered or model in bare:
+                continue
+            field_name = "model" if m_index == 0 else f"fallbacks[{m_index - 1}]"
+            raise ValueError(
+                f"{where}.variants[{v_index}].{field_name}: {model!r} is not a configured "
+                "provider's model (provider/model) nor a first-party model (switchyard/...)"
+            )
 
 
 def parse_config(data: object) -> RouterConfig:
@@ -189,13 +264,27 @@ def parse_config(data: object) -> RouterConfig:
         raise ConfigError("; ".join(problems)) from None
 
 
-def load_config(path: str | Path) -> RouterConfig:
+def config_schema() -> str:
+    """The config's JSON Schema, for editors and CI checks of config files. Rules a
+    schema cannot state (weights summing to 100, CEL that compiles, models that exist)
+    are checked at load."""
+    schema = RouterConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Switchyard router config"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def read_config_data(path: str | Path) -> object:
+    """The file's YAML, not yet validated."""
     try:
         text = Path(path).read_text()
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {error}") from None
-    return parse_config(data)
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    return parse_config(read_config_data(path))

@@ -6,6 +6,8 @@ from the HTTP status and show ``message``; ``param`` tells the caller which fiel
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from starlette.responses import JSONResponse
 
@@ -31,16 +33,19 @@ class APIError(Exception):
         self.code = code
         # Response headers the client needs to act on the error (Retry-After on a 429).
         self.headers = headers or {}
+        # A routed request's decision and attempts, so a failure can be traced.
+        self.metadata: dict[str, Any] | None = None
 
-    def body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
+    def body(self) -> dict[str, dict[str, Any]]:
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
         }
+        if self.metadata is not None:
+            error["metadata"] = self.metadata
+        return {"error": error}
 
     def response(self) -> JSONResponse:
         headers = dict(self.headers)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from switchyard.engine.v1 import engine_pb2
+from switchyard.router.routing.attempts import Attempt
 
 # Latency buckets from sub-millisecond (cached or tiny answers) to minutes (long outputs).
 LATENCY_BUCKETS_S = (
@@ -81,6 +82,19 @@ class RouterMetrics:
             labels,
             registry=self.registry,
         )
+        self.attempts = Counter(
+            "switchyard_router_attempts",
+            "Attempts of routed requests (named routers, fallbacks, replicas), by the "
+            "model and provider tried and the attempt's HTTP status",
+            (*labels, "status"),
+            registry=self.registry,
+        )
+        self.target_up = Gauge(
+            "switchyard_router_target_up",
+            "1 while a provider or engine replica takes traffic, 0 while cooled down",
+            ("target",),
+            registry=self.registry,
+        )
 
     def start(self, model: str, provider: str, endpoint: str) -> Observation:
         self.in_flight.labels(model, provider).inc()
@@ -98,12 +112,19 @@ class RouterMetrics:
         self.tokens.labels(o.model, o.provider, "prompt").inc(o.prompt_tokens)
         self.tokens.labels(o.model, o.provider, "completion").inc(o.completion_tokens)
 
+    def attempt(self, attempt: Attempt) -> None:
+        self.attempts.labels(attempt.model, attempt.provider, str(attempt.status)).inc()
+
+    def set_target_health(self, rows: list[dict[str, object]]) -> None:
+        for row in rows:
+            self.target_up.labels(str(row["target"])).set(row["state"] == "healthy")
+
     def unrouted(self, endpoint: str, status: int) -> None:
         """A request refused before it had a model (bad key, bad body, unknown model);
         labelled ``-`` so made-up model names cannot grow the series without bound."""
         self.requests.labels("-", "-", endpoint, str(status)).inc()
 
-    def render(self, engine_loads: dict[str, engine_pb2.Loads]) -> bytes:
+    def render(self, engine_loads: dict[tuple[str, str], engine_pb2.Loads]) -> bytes:
         """The exposition text: router series, then one block per engine model."""
         return generate_latest(self.registry) + engine_exposition(engine_loads).encode()
 
@@ -145,13 +166,52 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def engine_exposition(engine_loads: dict[str, engine_pb2.Loads]) -> str:
-    """Each engine's loads as vLLM names them, labelled ``model_name`` like vLLM's."""
+def engine_exposition(engine_loads: dict[tuple[str, str], engine_pb2.Loads]) -> str:
+    """Each engine's loads as vLLM names them, labelled ``model_name`` like vLLM's and
+    ``engine`` to tell replicas of one model apart."""
     if not engine_loads:
         return ""
     lines = []
     for name, kind, help_text, field in ENGINE_SERIES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for model, loads in engine_loads.items():
-            lines.append(f'{name}{{model_name="{_label(model)}"}} {getattr(loads, field)}')
+        for (model, engine), loads in engine_loads.items():
+            labels = f'model_name="{_label(model)}",engine="{_label(engine)}"'
+            lines.append(f"{name}{{{labels}}} {getattr(loads, field)}")
+    lines += speculative_exposition(engine_loads)
     return "\n".join(lines) + "\n"
+
+
+def speculative_exposition(engine_loads: dict[tuple[str, str], engine_pb2.Loads]) -> list[str]:
+    """Speculative decoding beyond the three counters: accepted tokens per draft position
+    (vLLM's series and ``position`` label), and, for engines that have drafted, the
+    acceptance rate (accepted / draft tokens) and mean acceptance length (1 + accepted /
+    drafts) since the engine started. The ratios are for a glance; over a window, divide
+    ``rate()``s of the counters."""
+    name = "vllm:spec_decode_num_accepted_tokens_per_pos_total"
+    lines = [
+        f"# HELP {name} Speculative tokens accepted, by position in the draft",
+        f"# TYPE {name} counter",
+    ]
+    for (model, engine), loads in engine_loads.items():
+        labels = f'model_name="{_label(model)}",engine="{_label(engine)}"'
+        for position, accepted in enumerate(loads.spec_accepted_tokens_per_position):
+            lines.append(f'{name}{{{labels},position="{position}"}} {accepted}')
+    ratios = (
+        (
+            "switchyard_engine_spec_acceptance_rate",
+            "Speculative tokens accepted / proposed, since the engine started",
+            lambda loads: loads.spec_accepted_tokens / loads.spec_draft_tokens,
+        ),
+        (
+            "switchyard_engine_spec_mean_acceptance_length",
+            "Tokens per verification step (1 + accepted / drafts), since the engine started",
+            lambda loads: 1 + loads.spec_accepted_tokens / loads.spec_drafts,
+        ),
+    )
+    for name, help_text, ratio in ratios:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for (model, engine), loads in engine_loads.items():
+            if loads.spec_drafts and loads.spec_draft_tokens:
+                labels = f'model_name="{_label(model)}",engine="{_label(engine)}"'
+                lines.append(f"{name}{{{labels}}} {ratio(loads)}")
+    return lines

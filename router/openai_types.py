@@ -117,8 +117,30 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+Sort = Literal["price", "latency", "throughput"]
+
+
+class ProviderPreferences(_Lenient):
+    """OpenRouter's ``provider`` object: which hosts of a model to use, in what order."""
+
+    order: list[str] | None = None
+    allow_fallbacks: bool = True
+    only: list[str] | None = None
+    ignore: list[str] | None = None
+    sort: Sort | None = None
+
+
+# Fields only the router reads; never forwarded to a provider, which could refuse them.
+ROUTER_ONLY_FIELDS = ("models", "provider", "route")
+
+
 class _Common(_Lenient):
     model: str = Field(min_length=1)
+    # OpenRouter's fallback list: tried in order after `model` fails.
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, max_length=16)
+    provider: ProviderPreferences | None = None
+    # OpenRouter's older spelling of "use `models` as fallbacks"; the only value it has.
+    route: Literal["fallback"] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -171,6 +193,11 @@ class ChatCompletionRequest(_Common):
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def prompt_text(self) -> str:
+        """The conversation as one text, roles included, for matching prompt prefixes
+        across requests (the same messages always give the same text)."""
+        return "".join(f"<{message.role}>{message.text()}\n" for message in self.messages)
 
     def engine_logprobs(self) -> int | None:
         """The engine's alternatives count: unset means no logprobs at all."""

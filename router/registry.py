@@ -5,6 +5,8 @@ drift from what is actually served. Engines that are not up yet when the router 
 are retried in the background: the router starts regardless and ``/ready`` says which
 engine it is waiting for. A third-party model is ``<provider>/<model>`` as configured;
 the provider's own model name may itself contain slashes (``together/meta-llama/...``).
+Several engines serving the same model are replicas of it; which one a request goes to
+is the replica policy's choice (see ``replicas``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from switchyard.router.providers.catalog import Protocol
 from switchyard.router.providers.google import Google
 from switchyard.router.providers.openai_compatible import OpenAICompatible
 from switchyard.router.providers.upstream import Adapter, ProviderModel
+from switchyard.router.replicas import ReplicaSet
+from switchyard.router.routing.preferences import Offer
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,34 @@ class Engine:
     def model_id(self) -> str | None:
         return MODEL_PREFIX + self.info.served_model_name if self.info else None
 
+    @property
+    def health_key(self) -> str:
+        return f"engine/{self.label}"
+
+
+@dataclass
+class FirstPartyModel:
+    """A model the engines serve, with its replicas."""
+
+    name: str
+    replicas: ReplicaSet[Engine]
+
+    owned_by = "switchyard"
+
+    @property
+    def model_id(self) -> str:
+        return MODEL_PREFIX + self.name
+
+
+def _label(engine: Engine) -> str:
+    return engine.label
+
 
 class Registry:
     def __init__(self, config: RouterConfig, providers: list[ResolvedProvider]) -> None:
         self._config = config
         self.engines: list[Engine] = []
-        self._by_model: dict[str, Engine] = {}
+        self._by_model: dict[str, FirstPartyModel] = {}
         self.provider_models = {
             f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model)
             for p in providers
@@ -74,17 +100,14 @@ class Registry:
         except grpc.aio.AioRpcError:
             return False
         name = info.served_model_name
-        if name in self._by_model:
-            log.error(
-                "engine %s serves %s, already served by engine %s; it gets no traffic",
-                engine.label,
-                name,
-                self._by_model[name].label,
-            )
-        else:
-            self._by_model[name] = engine
-            log.info("engine %s serves %s", engine.label, name)
         engine.info = info
+        model = self._by_model.get(name)
+        if model is None:
+            replicas = ReplicaSet([engine], self._config.replica_policy, label=_label)
+            self._by_model[name] = FirstPartyModel(name, replicas)
+        else:
+            model.replicas.add(engine)
+        log.info("engine %s serves %s", engine.label, name)
         return True
 
     async def resolve_until_done(self) -> None:
@@ -96,15 +119,42 @@ class Registry:
             if pending:
                 await asyncio.sleep(RESOLVE_RETRY_S)
 
-    def find(self, model: str) -> Engine | ProviderModel | None:
-        """The engine for ``switchyard/<name>`` or the bare served name, or the provider
-        model for ``<provider>/<model>``."""
+    def find(self, model: str) -> FirstPartyModel | ProviderModel | None:
+        """The first-party model for ``switchyard/<name>`` or the bare served name, or
+        the provider model for ``<provider>/<model>``."""
         return self.provider_models.get(model) or self._by_model.get(
             model.removeprefix(MODEL_PREFIX)
         )
 
-    def models(self) -> list[Engine | ProviderModel]:
+    def models(self) -> list[FirstPartyModel | ProviderModel]:
         return [*self._by_model.values(), *self.provider_models.values()]
+
+    def offers(self) -> list[Offer]:
+        """Every served model as ``provider`` preferences and ``auto`` see it; a
+        first-party model costs nothing per token."""
+        first_party = [
+            Offer(m.model_id, "switchyard", m.name, frozenset({"chat", "completions"}), 0.0)
+            for m in self._by_model.values()
+        ]
+        third_party = [
+            Offer(
+                m.model_id,
+                m.provider.name,
+                m.model,
+                m.adapter.endpoints,
+                m.provider.prices.get(m.model),
+            )
+            for m in self.provider_models.values()
+        ]
+        return first_party + third_party
+
+    def replica_report(self) -> dict[str, list[dict]]:
+        """Each first-party model's replicas: in-flight requests and prefix index size."""
+        return {m.model_id: m.replicas.snapshot() for m in self._by_model.values()}
+
+    def health_targets(self) -> list[str]:
+        providers = dict.fromkeys(m.provider.name for m in self.provider_models.values())
+        return [*providers, *(engine.health_key for engine in self.engines)]
 
     async def readiness(self) -> dict[str, str]:
         """Each engine's state: ``serving``, ``not serving`` or ``model unknown``."""
@@ -119,15 +169,16 @@ class Registry:
                 states[engine.label] = "serving"
         return states
 
-    async def loads(self) -> dict[str, engine_pb2.Loads]:
-        """Each reachable engine's loads by served model; engines that fail are left out."""
-        engines = [e for e in self._by_model.values() if e.info is not None]
+    async def loads(self) -> dict[tuple[str, str], engine_pb2.Loads]:
+        """Each reachable engine's loads by (served model, engine label); engines that
+        fail are left out."""
+        engines = [e for e in self.engines if e.info is not None]
         answers = await asyncio.gather(
             *(e.client.loads(timeout_s=RESOLVE_TIMEOUT_S) for e in engines),
             return_exceptions=True,
         )
         return {
-            e.info.served_model_name: answer
+            (e.info.served_model_name, e.label): answer
             for e, answer in zip(engines, answers, strict=True)
             if isinstance(answer, engine_pb2.Loads)
         }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from switchyard.router.config import ConfigError, load_config, parse_config
+from switchyard.router.config import ConfigError, config_schema, load_config, parse_config
 
 ENGINE = {"target": "127.0.0.1:50051"}
 
@@ -136,3 +137,17 @@ def test_example_config_loads_with_and_without_its_providers(tmp_path: Path) -> 
     resolved = {p.name: p for p in config.resolve_providers(keys)}
     assert sorted(resolved) == ["anthropic", "google-ai-studio", "my-vllm", "openai"]
     assert resolved["my-vllm"].api_key is None
+
+
+def test_the_published_json_schema_is_current() -> None:
+    published = Path(__file__).parents[2] / "docs" / "router-config.schema.json"
+    assert published.read_text() == config_schema(), (
+        "regenerate it: switchyard router schema > docs/router-config.schema.json"
+    )
+
+
+def test_the_schema_describes_the_routers_section() -> None:
+    schema = json.loads(config_schema())
+    assert "routers" in schema["properties"]
+    variant = schema["$defs"]["VariantConfig"]
+    assert {"id", "model", "weight"} <= set(variant["required"])

@@ -56,8 +56,8 @@ def test_engine_loads_use_vllm_names() -> None:
     loads = engine_pb2.Loads(
         running_requests=2, prefix_cache_queries=100, prefix_cache_hits=60, spec_draft_tokens=9
     )
-    values = samples(engine_exposition({'odd "model"': loads}))
-    label = (("model_name", 'odd "model"'),)
+    values = samples(engine_exposition({('odd "model"', "replica-a"): loads}))
+    label = (("engine", "replica-a"), ("model_name", 'odd "model"'))
     assert values[("vllm:num_requests_running", label)] == 2
     assert values[("vllm:prefix_cache_queries_total", label)] == 100
     assert values[("vllm:prefix_cache_hits_total", label)] == 60

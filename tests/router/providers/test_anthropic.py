@@ -9,7 +9,7 @@ import openai
 import pydantic
 import pytest
 from fake_upstream import FakeUpstream, Reply
-from payloads import anthropic_error, anthropic_frame, anthropic_message, anthropic_stream
+from provider_payloads import anthropic_error, anthropic_frame, anthropic_message, anthropic_stream
 
 from switchyard.router.errors import APIError
 from switchyard.router.openai_types import ChatCompletionRequest

@@ -8,7 +8,7 @@ import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
 from google.genai import types as genai
-from payloads import gemini_error, gemini_frame, gemini_response
+from provider_payloads import gemini_error, gemini_frame, gemini_response
 
 from switchyard.router.errors import APIError
 from switchyard.router.openai_types import ChatCompletionRequest

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
-from payloads import openai_completion, openai_error, openai_frame, openai_stream
+from provider_payloads import openai_completion, openai_error, openai_frame, openai_stream
 
 from switchyard.router.providers.upstream import SSEEvent, SSEParser
 

@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
-from payloads import openai_completion, openai_error, openai_stream
 from prometheus_client.parser import text_string_to_metric_families
+from provider_payloads import openai_completion, openai_error, openai_stream
 
 MODEL = "openai/gpt-5.5"
 LABELS = {"model": MODEL, "provider": "openai"}

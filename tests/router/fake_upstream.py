@@ -5,7 +5,7 @@ Anthropic's (``/v1/messages``) and Gemini's (``/v1beta/models/M:generateContent`
 ``:streamGenerateContent?alt=sse``) paths. A test queues what the next request gets (a
 JSON body with a status and headers, or raw SSE frames with pauses, or a stream that
 breaks off) and afterwards reads what the router sent: path, headers and body. The
-payloads themselves live in ``payloads.py``, in each provider's documented shape.
+payloads themselves live in ``provider_payloads.py``, in each provider's documented shape.
 """
 
 from __future__ import annotations

@@ -1,0 +1,231 @@
+"""Fallback chains against fault-injecting upstreams: which attempts were made, what the
+client got, and the attempts list that tells it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+from fake_upstream import FakeUpstream, Reply
+from provider_payloads import openai_completion, openai_error, openai_stream
+from routing_harness import CLIENT_KEY, client_http, fake_upstream, providers_called, routing_router
+
+pytestmark = pytest.mark.timeout(120)
+
+HELLO = [{"role": "user", "content": "Hello"}]
+FALLBACK = {"scenario": "fallback"}
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    async with fake_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+async def router_url(upstream: FakeUpstream) -> AsyncIterator[str]:
+    async with routing_router(upstream) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(router_url: str, upstream: FakeUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
+    upstream.replies.clear()
+    upstream.received.clear()
+    async with openai.AsyncOpenAI(
+        base_url=router_url + "/v1", api_key=CLIENT_KEY, max_retries=0
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def http(router_url: str, client: openai.AsyncOpenAI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_http(router_url) as http:
+        yield http
+
+
+# The SDK's ChatCompletion has a `metadata` field; the router's decision and attempts
+# arrive in it (a stream's last chunk and an error body carry the same object).
+def attempts(metadata: dict) -> list[tuple[str, str, int]]:
+    return [(a["provider"], a["model"], a["status"]) for a in metadata["attempts"]]
+
+
+async def stream_events(http: httpx.AsyncClient, body: dict) -> list[dict]:
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" or "error" in lines[-1]
+    return [json.loads(line[6:]) for line in lines if line != "data: [DONE]"]
+
+
+def text_of(events: list[dict]) -> str:
+    return "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices") or [])
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (
+            Reply(
+                429,
+                openai_error("Rate limit reached", "requests", "rate_limit_exceeded"),
+                {"Retry-After": "1"},
+            ),
+            429,
+        ),
+        (Reply(503, openai_error("The engine is overloaded", "server_error")), 503),
+        # An attempt's status is the router's reading of the failure: any other 5xx is 502.
+        (Reply(500, openai_error("boom", "server_error")), 502),
+    ],
+    ids=["429", "503", "500"],
+)
+async def test_a_failed_attempt_falls_back(
+    client, upstream: FakeUpstream, failure: Reply, status: int
+) -> None:
+    upstream.queue(failure, Reply(body=openai_completion("Hola")))
+    completion = await client.chat.completions.create(
+        model="router/chat", messages=HELLO, metadata=FALLBACK
+    )
+    assert completion.choices[0].message.content == "Hola"
+    metadata = completion.metadata
+    assert (metadata["router"], metadata["route"], metadata["variant"]) == (
+        "chat",
+        "fallbacks",
+        "main",
+    )
+    assert attempts(metadata) == [
+        ("openai", "openai/gpt-5.5", status),
+        ("together", "together/llama-4-scout", 200),
+    ]
+    assert metadata["attempts"][0]["error"]
+    assert providers_called(upstream) == ["openai", "together"]
+
+
+async def test_a_reset_stream_falls_back(http, upstream: FakeUpstream) -> None:
+    upstream.queue(
+        Reply(frames=[], break_off=True),
+        Reply(frames=openai_stream(["Hi", " there"])),
+    )
+    body = {"model": "router/chat", "messages": HELLO, "metadata": FALLBACK, "stream": True}
+    events = await stream_events(http, body)
+    assert text_of(events) == "Hi there"
+    assert attempts(events[-1]["metadata"]) == [
+        ("openai", "openai/gpt-5.5", 502),
+        ("together", "together/llama-4-scout", 200),
+    ]
+    assert events[-1]["choices"] == []
+
+
+async def test_a_stall_past_the_first_token_timeout_falls_back(http, upstream) -> None:
+    upstream.queue(
+        Reply(frames=openai_stream(["late"]), delay_s=1.0),
+        Reply(frames=openai_stream(["on", " time"])),
+    )
+    body = {"model": "router/chat", "messages": HELLO, "metadata": FALLBACK, "stream": True}
+    events = await stream_events(http, body)
+    assert text_of(events) == "on time"
+    metadata = events[-1]["metadata"]
+    assert attempts(metadata) == [
+        ("openai", "openai/gpt-5.5", 504),
+        ("together", "together/llama-4-scout", 200),
+    ]
+    assert 350 <= metadata["attempts"][0]["latency_ms"] < 1000
+
+
+async def test_a_stall_after_the_first_token_is_not_retried(http, upstream) -> None:
+    frames = openai_stream(["partial", "never"])
+    # The role chunk, a keep-alive and the first token at once; then a long stall.
+    upstream.queue(
+        Reply(frames=["".join(frames[:3]), *frames[3:]], gap_s=5.0),
+        Reply(frames=openai_stream(["unused"])),
+    )
+    body = {"model": "router/chat", "messages": HELLO, "metadata": FALLBACK, "stream": True}
+    events = await stream_events(http, body)
+    # The first token reached the client; the rest is an error event with the attempts.
+    assert text_of(events) == "partial"
+    error = events[-1]["error"]
+    assert error["code"] == "upstream_timeout"
+    assert attempts(error["metadata"]) == [("openai", "openai/gpt-5.5", 504)]
+    assert providers_called(upstream) == ["openai"]
+
+
+async def test_a_client_error_is_not_retried(client, upstream) -> None:
+    upstream.queue(Reply(400, openai_error("Invalid 'messages'", "invalid_request_error")))
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(model="router/chat", messages=HELLO, metadata=FALLBACK)
+    body = error.value.body
+    assert attempts(body["metadata"]) == [("openai", "openai/gpt-5.5", 400)]
+    assert providers_called(upstream) == ["openai"]
+
+
+async def test_when_every_attempt_fails_the_last_error_carries_them_all(client, upstream) -> None:
+    upstream.queue(
+        Reply(503, openai_error("down", "server_error")),
+        Reply(429, openai_error("slow down", "requests")),
+        Reply(502, openai_error("bad gateway", "server_error")),
+    )
+    with pytest.raises(openai.APIStatusError) as error:
+        await client.chat.completions.create(model="router/chat", messages=HELLO, metadata=FALLBACK)
+    assert error.value.status_code == 502
+    assert [a[2] for a in attempts(error.value.body["metadata"])] == [503, 429, 502]
+
+
+async def test_non_streaming_attempt_timeout_falls_back(client, upstream) -> None:
+    upstream.queue(
+        Reply(body=openai_completion("slow"), delay_s=3.0), Reply(body=openai_completion("quick"))
+    )
+    completion = await client.chat.completions.create(
+        model="router/chat", messages=HELLO, metadata=FALLBACK
+    )
+    assert completion.choices[0].message.content == "quick"
+    assert [a[2] for a in attempts(completion.metadata)] == [504, 200]
+
+
+async def test_default_route_applies_the_variant_overrides(client, upstream) -> None:
+    upstream.queue(Reply(body=openai_completion("ok")))
+    completion = await client.chat.completions.create(
+        model="router/chat", messages=HELLO, temperature=1.9, user="u1"
+    )
+    sent = upstream.last.body
+    assert sent["model"] == "gpt-5.5-mini"
+    assert sent["temperature"] == 0.1
+    assert completion.metadata["variant"] == "mini"
+
+
+async def test_openrouter_models_list_falls_back_over_a_connect_error(client, upstream) -> None:
+    upstream.queue(Reply(body=openai_completion("reached")))
+    completion = await client.chat.completions.create(
+        model="unreachable/m", messages=HELLO, extra_body={"models": ["openai/gpt-5.5"]}
+    )
+    assert completion.choices[0].message.content == "reached"
+    [failed, ok] = attempts(completion.metadata)
+    assert failed[:2] == ("unreachable", "unreachable/m") and failed[2] >= 500
+    assert ok == ("openai", "openai/gpt-5.5", 200)
+    # Router-only fields never reach a provider.
+    assert "models" not in upstream.last.body
+
+
+async def test_provider_preferences_pick_the_host(client, upstream) -> None:
+    upstream.queue(Reply(body=openai_completion("a")), Reply(body=openai_completion("b")))
+    await client.chat.completions.create(
+        model="llama-4-scout", messages=HELLO, extra_body={"provider": {"order": ["together"]}}
+    )
+    await client.chat.completions.create(
+        model="llama-4-scout", messages=HELLO, extra_body={"provider": {"sort": "price"}}
+    )
+    assert providers_called(upstream) == ["together", "groq"]
+    assert "provider" not in upstream.last.body
+
+
+async def test_auto_takes_the_cheapest_model(client, upstream) -> None:
+    upstream.queue(Reply(body=openai_completion("cheap")))
+    completion = await client.chat.completions.create(model="auto", messages=HELLO)
+    assert completion.choices[0].message.content == "cheap"
+    assert providers_called(upstream) == ["groq"]
+
+
+async def test_router_models_are_listed(client) -> None:
+    assert "router/chat" in [m.id async for m in client.models.list()]
