@@ -27,6 +27,29 @@ directly and through the router, batch by batch in turn:
 It prints a markdown table and the verdict on the targets (added p50 <= 0.5 ms,
 >= 3,000 requests/s on one worker, flat memory). When the direct path is barely faster
 than the routed one, the load generator is the bottleneck and says so.
+
+`switchyard bench router replicas` instead compares replica policies on real engines
+(see its --help).
+"""
+
+REPLICAS_DESCRIPTION = """\
+Compare the router's replica policies on real engines. The benchmark starts two engine
+replicas of --model (`switchyard engine serve`, loopback, one after the other) and, per
+configuration, a fresh router in front of them, then sends the shared-prefix workload
+(--groups system prompts of --system-prompt-len tokens, each followed by
+--prompts-per-group questions of --question-len tokens, shuffled) through the router:
+
+  single        the router in front of replica a alone (the baseline)
+  cache_aware   both replicas, replica_policy: cache_aware (likewise round_robin,
+                least_loaded, consistent_hash; no request sends `user`, so
+                consistent_hash behaves as least_loaded)
+
+Per configuration it reports the prefix-cache hit rate (the engines' GetLoads
+prefix_cache_hits / prefix_cache_queries over the measured run, summed over its
+replicas), TTFT median and p90 through the router, and each replica's share of the
+prompt tokens, as a markdown table (and --json). Each configuration uses system prompts
+of its own (seed + its index), so none finds its prefixes cached by an earlier one, and
+starts with --warmup uncounted requests on prompts of their own.
 """
 
 
@@ -53,6 +76,29 @@ def _positive_seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _configurations(text: str) -> tuple[str, ...]:
+    from switchyard.bench.router.replicas import CONFIGURATIONS
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in CONFIGURATIONS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"a comma-separated list of distinct names from {', '.join(CONFIGURATIONS)}; "
+            f"got {text!r}"
+        )
+    return names
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -102,6 +148,106 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     parser.set_defaults(run=_run)
+    benchmarks = parser.add_subparsers(dest="router_benchmark", metavar="BENCHMARK")
+    _add_replicas_parser(benchmarks)
+
+
+def _add_replicas_parser(benchmarks: argparse._SubParsersAction) -> None:
+    from switchyard.bench.router.replicas import DEFAULT_CONFIGURATIONS, Settings
+
+    d = Settings()
+    parser = benchmarks.add_parser(
+        "replicas",
+        help="prefix-cache hit rate and TTFT per replica policy, on two real engines",
+        description=REPLICAS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--configurations",
+        type=_configurations,
+        default=DEFAULT_CONFIGURATIONS,
+        help=f"comma-separated, run in this order (default {','.join(DEFAULT_CONFIGURATIONS)})",
+    )
+    parser.add_argument("--model", default=d.model, help=f"engine model (default {d.model})")
+    integers = {
+        "--groups": ("groups", 1, "system prompts"),
+        "--prompts-per-group": ("prompts_per_group", 1, "questions per system prompt"),
+        "--system-prompt-len": ("system_prompt_len", 1, "tokens per system prompt"),
+        "--question-len": ("question_len", 1, "tokens per question"),
+        "--output-len": ("output_len", 1, "tokens generated per request"),
+        "--max-concurrency": ("max_concurrency", 1, "requests in flight"),
+        "--warmup": ("warmup", 0, "uncounted requests per configuration"),
+        "--seed": ("seed", 0, "seed of the first configuration's prompts"),
+        "--max-model-len": ("max_model_len", 1, "engine --max-model-len"),
+    }
+    for flag, (field, minimum, what) in integers.items():
+        default = getattr(d, field)
+        parser.add_argument(
+            flag, type=_integer(minimum), default=default, help=f"{what} (default {default})"
+        )
+    parser.add_argument(
+        "--kv-cache-gib",
+        type=_positive_number,
+        default=d.kv_cache_gib,
+        help=f"each engine's KV cache on CPU (default {d.kv_cache_gib})",
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=_positive_number,
+        default=d.gpu_memory_utilization,
+        help=f"each engine's share of the one GPU both use (default {d.gpu_memory_utilization})",
+    )
+    parser.add_argument(
+        "--enforce-eager", action="store_true", help="start the engines without compiling"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive_seconds,
+        default=d.request_timeout_s,
+        help=f"seconds per request (default {d.request_timeout_s:g})",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    parser.set_defaults(run=_run_replicas)
+
+
+def _run_replicas(args: argparse.Namespace) -> int:
+    from switchyard.bench.router import loop, replicas, report
+    from switchyard.bench.router.processes import StartError
+    from switchyard.bench.serving.runner import TargetError
+
+    settings = replicas.Settings(
+        model=args.model,
+        configurations=args.configurations,
+        groups=args.groups,
+        prompts_per_group=args.prompts_per_group,
+        system_prompt_len=args.system_prompt_len,
+        question_len=args.question_len,
+        output_len=args.output_len,
+        max_concurrency=args.max_concurrency,
+        warmup=args.warmup,
+        seed=args.seed,
+        kv_cache_gib=args.kv_cache_gib,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        enforce_eager=args.enforce_eager,
+        request_timeout_s=args.request_timeout,
+    )
+    try:
+        if args.json:
+            report.check_writable("--json", args.json)
+        settings.check()
+        results = loop.run(
+            replicas.measure(settings, log=lambda line: print(line, file=sys.stderr))
+        )
+    except (ValueError, StartError, TargetError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(replicas.markdown(results))
+    if args.json:
+        try:
+            report.write_json(args.json, replicas.to_json(results))
+        except OSError as error:
+            raise SystemExit(f"error: --json: cannot write {args.json}: {error.strerror}") from None
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

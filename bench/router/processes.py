@@ -1,10 +1,11 @@
-"""The benchmark's two servers, each in a process of its own on loopback.
+"""The router benchmarks' servers, each in a process of its own on loopback.
 
 The load generator, the router and the upstream must not share an event loop or a GIL:
 sharing one, the benchmark would time the client's and the upstream's work as the
 router's. The router is started exactly as a user starts it (``switchyard router serve``,
 one uvicorn worker), with a config naming one OpenAI-compatible provider, the upstream,
 and a client key passed through the environment, never on a command line or in a file.
+The replica benchmark starts engines the same way (``switchyard engine serve``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import yaml
 
+from switchyard.engine.client import EngineClient
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+# An engine loads its model and, unless --enforce-eager, compiles (about a minute on CPU).
+ENGINE_START_TIMEOUT_S = 900.0
+# It drains in-flight requests on SIGTERM (--shutdown-grace) before it exits.
+ENGINE_STOP_TIMEOUT_S = 60.0
 PROVIDER = "bench"
 # The variable that carries the client key from the benchmark to the router.
 KEY_ENV = "SWITCHYARD_BENCH_ROUTER_KEY"
@@ -100,9 +108,19 @@ def router_config(upstream_url: str) -> dict:
 @contextlib.asynccontextmanager
 async def router(workdir: Path, upstream_url: str, key: str) -> AsyncIterator[Server]:
     """``switchyard router serve`` in front of the upstream, once its /health answers."""
-    config_path = workdir / "router.yaml"
-    config_path.write_text(yaml.safe_dump(router_config(upstream_url)))
-    log_path = workdir / "router.log"
+    async with configured_router(workdir, router_config(upstream_url), key) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def configured_router(
+    workdir: Path, config: dict, key: str, *, name: str = "router", wait_path: str = "/health"
+) -> AsyncIterator[Server]:
+    """``switchyard router serve`` with ``config``, once ``wait_path`` answers 200 (/ready
+    waits for its engines too); its config and log are ``<name>.yaml`` and ``<name>.log``."""
+    config_path = workdir / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / f"{name}.log"
     port = _free_port()
     command = [sys.executable, "-m", "switchyard.cli.main", "--log-level", "WARNING"]
     command += ["router", "serve", "--config", str(config_path), "--port", str(port)]
@@ -112,7 +130,7 @@ async def router(workdir: Path, upstream_url: str, key: str) -> AsyncIterator[Se
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(process, url, log_path)
+        await _wait_healthy(process, url + wait_path, log_path)
         yield Server(process, url)
     finally:
         await _stop(process)
@@ -127,8 +145,68 @@ async def _wait_healthy(process: asyncio.subprocess.Process, url: str, log_path:
                     f"the router exited with status {process.returncode}:\n{_log_tail(log_path)}"
                 )
             with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/health") as response:
+                async with session.get(url) as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)
-    raise StartError(f"the router did not answer /health in {START_TIMEOUT_S:.0f} s")
+    raise StartError(f"the router did not answer {url} in {START_TIMEOUT_S:.0f} s")
+
+
+@dataclass(frozen=True)
+class EngineServer:
+    process: asyncio.subprocess.Process
+    target: str  # host:port, as EngineClient and the router config take it
+
+
+@contextlib.asynccontextmanager
+async def engine(workdir: Path, name: str, args: Sequence[str]) -> AsyncIterator[EngineServer]:
+    """``switchyard engine serve ARGS`` on a free loopback port, once its health check says
+    SERVING; its log is ``engine-<name>.log``."""
+    log_path = workdir / f"engine-{name}.log"
+    port = _free_port()
+    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
+    command += [*args, "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A process group of its own, so that vLLM's engine-core and worker processes
+            # can be killed with it if it does not exit by itself: orphans hold GBs.
+            start_new_session=True,
+        )
+    server = EngineServer(process, f"127.0.0.1:{port}")
+    try:
+        await _wait_serving(server, name, log_path)
+        yield server
+    finally:
+        await _stop_engine(process)
+
+
+async def _wait_serving(server: EngineServer, name: str, log_path: Path) -> None:
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
+    async with EngineClient(server.target) as client:
+        while not await client.is_serving():
+            if server.process.returncode is not None:
+                raise StartError(
+                    f"engine {name} exited with status {server.process.returncode}:\n"
+                    f"{_log_tail(log_path)}"
+                )
+            if time.monotonic() > deadline:
+                raise StartError(
+                    f"engine {name} was not serving after {ENGINE_START_TIMEOUT_S:.0f} s:\n"
+                    f"{_log_tail(log_path)}"
+                )
+            await asyncio.sleep(0.5)
+
+
+async def _stop_engine(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), ENGINE_STOP_TIMEOUT_S)
+    # Whatever of vLLM outlived the server (or a server that would not stop).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
