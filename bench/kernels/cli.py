@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from switchyard.bench.kernels import report
+from switchyard.bench.kernels import nvfp4_cli, report
 from switchyard.bench.kernels.shapes import BACKEND_NAMES, MODELS, MODES
 
 NO_GPU = (
@@ -133,6 +133,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="also show ours against ours in a saved --json (e.g. from the upstream build)",
     )
     attention.set_defaults(run=_attention)
+    nvfp4_cli.add_parser(which)
 
 
 def _unwritable(path: str) -> str | None:
