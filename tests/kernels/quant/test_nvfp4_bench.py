@@ -70,8 +70,10 @@ def test_gpu_with_the_interpreter_says_so(
     assert capsys.readouterr().err.strip() == INTERPRETED_ON_GPU
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path; a GPU runs the real thing")
-def test_runs_on_cpu_with_refcheck_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_runs_on_cpu_with_refcheck_and_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path anywhere
     path = tmp_path / "results" / "nvfp4.json"
     assert main([*SMALL, "--refcheck", "--json", str(path)]) == 0
     printed = capsys.readouterr().out
@@ -87,10 +89,10 @@ def test_runs_on_cpu_with_refcheck_and_json(tmp_path: Path, capsys: pytest.Captu
         assert record["time_us"] > 0 and record["tbps"] > 0
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path")
 def test_refcheck_failure_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setitem(bench_nvfp4.TOLERANCE, torch.bfloat16, 0.0)
     assert main([*SMALL, "--backends", "torch", "--refcheck"]) == 1
     assert "failed --refcheck" in capsys.readouterr().err
