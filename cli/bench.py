@@ -9,6 +9,7 @@ import os
 
 from switchyard.bench.kernels import cli as kernels_cli
 from switchyard.bench.router import cli as router_cli
+from switchyard.bench.serving import spec as spec_cli
 from switchyard.bench.serving.metrics import METRIC_DEFINITIONS
 
 EPILOG = f"""\
@@ -124,6 +125,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=_serve)
     kernels_cli.add_parser(commands)
     router_cli.add_parser(commands)
+    spec_cli.add_parser(commands)
 
 
 def _serve(args: argparse.Namespace) -> int:

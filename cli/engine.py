@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 
 from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
+from switchyard.engine.speculative import (
+    METHODS,
+    WITH_PATH,
+    SpeculativeChoice,
+    SpeculativeConfigError,
+    parse_choice,
+    vllm_speculative_config,
+)
 
 DEFAULTS = RuntimeConfig()
 
@@ -59,6 +68,21 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         default=DEFAULTS.attention_backend,
         help="vllm: vLLM's own kernels; switchyard: ours (Triton on GPU, torch reference on CPU)",
     )
+    serve.add_argument(
+        "--speculative",
+        type=_speculative_choice,
+        default=SpeculativeChoice(),
+        metavar="|".join(m + ":PATH" if m in WITH_PATH else m for m in METHODS),
+        help="speculative decoding method (default off); K and the method's settings "
+        "come from the model family's recipe (engine/speculative.py)",
+    )
+    serve.add_argument(
+        "--num-speculative-tokens",
+        type=int,
+        default=None,
+        metavar="K",
+        help="tokens proposed per step (default: the recipe's)",
+    )
     serve.add_argument("--seed", type=int, default=DEFAULTS.seed)
     serve.add_argument(
         "--shutdown-grace",
@@ -69,13 +93,39 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=_serve)
 
 
+def _speculative_choice(value: str) -> SpeculativeChoice:
+    try:
+        return parse_choice(value)
+    except ValueError as error:
+        # argparse turns this into "argument --speculative: ..." and exit status 2.
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _check_speculative(model: str, choice: SpeculativeChoice) -> None:
+    """Refuse a speculative setting that cannot work before anything starts (vLLM's
+    import, the gRPC port), so the operator gets one line saying why and exit status 1.
+    The runtime checks again; this is only the early answer."""
+    if not choice.enabled and choice.num_tokens is None:
+        return
+    from switchyard.engine.models.prepare import resolve_model_path
+
+    try:
+        _, path = resolve_model_path(model)
+        vllm_speculative_config(choice, path, resolve_path=lambda name: resolve_model_path(name)[1])
+    except (SpeculativeConfigError, OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    for name in ("max_model_len", "default_max_tokens", "num_speculative_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {value}")
+    speculative = dataclasses.replace(args.speculative, num_tokens=args.num_speculative_tokens)
+    _check_speculative(args.model, speculative)
     # Imported here: vLLM takes seconds to import, and `--help` should not.
     from switchyard.engine.server import serve
 
-    for name in ("max_model_len", "default_max_tokens"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1")
     config = RuntimeConfig(
         model=args.model,
         served_name=args.served_name,
@@ -88,7 +138,11 @@ def _serve(args: argparse.Namespace) -> int:
         enable_prefix_caching=not args.no_prefix_caching,
         seed=args.seed,
         attention_backend=args.attention_backend,
+        speculative=speculative,
     )
-    return asyncio.run(
-        serve(config, host=args.host, port=args.port, shutdown_grace_s=args.shutdown_grace)
-    )
+    try:
+        return asyncio.run(
+            serve(config, host=args.host, port=args.port, shutdown_grace_s=args.shutdown_grace)
+        )
+    except SpeculativeConfigError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from switchyard.engine.speculative import SpeculativeChoice
 
 ATTENTION_BACKENDS = ("vllm", "switchyard")
 
@@ -23,3 +25,5 @@ class RuntimeConfig:
     seed: int = 0
     # "vllm" (vLLM's own choice for the platform) or "switchyard" (our kernels).
     attention_backend: str = "vllm"
+    # Speculative decoding method and K (engine/speculative.py); off by default.
+    speculative: SpeculativeChoice = field(default_factory=SpeculativeChoice)

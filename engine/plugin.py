@@ -20,6 +20,11 @@ def register() -> None:
     from vllm.v1.attention.backends.registry import AttentionBackendEnum, register_backend
 
     register_backend(AttentionBackendEnum.CUSTOM, f"{BACKEND_MODULE}.SwitchyardAttentionBackend")
+    if current_platform.is_cpu():
+        # Before vLLM registers its CPU kernel stand-ins, which one of these corrects.
+        from switchyard.engine.vllm_fixes import apply_cpu_fixes
+
+        apply_cpu_fixes()
     if os.environ.get(ATTENTION_BACKEND_ENV) == "switchyard" and current_platform.is_cpu():
         # The CPU platform always picks CPU_ATTN, whatever backend was selected; stand in
         # for it so the same engine runs our backend end to end.

@@ -33,6 +33,8 @@ class ModelLimits:
     vocab_size: int
     default_max_tokens: int
     eos_token_ids: tuple[int, ...]
+    # Speculative decoding is on: vLLM then ignores min_p (it warns once at start).
+    speculative: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ def sampling_params(
         raise InvalidRequest("sampling.top_k", f"must be >= 1, or 0/-1 for off, got {top_k}")
     min_p = sampling.min_p if sampling.HasField("min_p") else 0.0
     _check_range("min_p", min_p, 0.0, 1.0)
+    if min_p and limits.speculative:
+        raise InvalidRequest(
+            "sampling.min_p", "is not supported while speculative decoding is on; send 0"
+        )
     presence = sampling.presence_penalty if sampling.HasField("presence_penalty") else 0.0
     _check_range("presence_penalty", presence, -2.0, 2.0)
     frequency = sampling.frequency_penalty if sampling.HasField("frequency_penalty") else 0.0

@@ -22,6 +22,7 @@ from switchyard.engine.models.prepare import resolve_model_path
 from switchyard.engine.models.registry import EMBEDDED_MODELS, resolve_name
 from switchyard.engine.plugin import ATTENTION_BACKEND_ENV
 from switchyard.engine.requests import ModelLimits, PreparedRequest
+from switchyard.engine.speculative import vllm_speculative_config
 from switchyard.engine.stats import CountersLogger, EngineCounters
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class ModelRuntime:
             vocab_size=model_config.get_vocab_size(),
             default_max_tokens=config.default_max_tokens,
             eos_token_ids=tuple(i for i in eos_ids if i is not None),
+            speculative=llm.vllm_config.speculative_config is not None,
         )
         self._running: set[str] = set()
 
@@ -80,6 +82,10 @@ class ModelRuntime:
                 f"attention_backend must be one of {ATTENTION_BACKENDS}, "
                 f"got {config.attention_backend!r}"
             )
+        # Checked before vLLM loads anything: a bad choice fails here, with its reason.
+        speculative = vllm_speculative_config(
+            config.speculative, path, resolve_path=lambda name: resolve_model_path(name)[1]
+        )
         use_ours = config.attention_backend == "switchyard"
         if use_ours:
             # Read by our vLLM plugin in every process vLLM starts (see engine/plugin.py).
@@ -98,6 +104,9 @@ class ModelRuntime:
             # On CPU the plugin stands in for CPU_ATTN instead; naming CUSTOM there is
             # ignored by the platform anyway.
             attention_backend="CUSTOM" if use_ours and not _on_cpu() else None,
+            speculative_config=speculative,
+            # Per-request draft/accepted counts on the final output (Complete message).
+            per_request_spec_decode_metrics="summary" if speculative else "none",
         )
         counters = EngineCounters()
 
@@ -169,9 +178,15 @@ class ModelRuntime:
         spec = self.llm.vllm_config.speculative_config
         if spec is None:
             return ""
-        return json.dumps(
-            {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens}
-        )
+        figures = {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens}
+        if spec.method == "ngram":
+            figures |= {
+                "prompt_lookup_min": spec.prompt_lookup_min,
+                "prompt_lookup_max": spec.prompt_lookup_max,
+            }
+        if spec.method in ("draft_model", "eagle3") and spec.draft_model_config is not None:
+            figures["model"] = spec.draft_model_config.model
+        return json.dumps(figures)
 
     def shutdown(self) -> None:
         self.llm.shutdown()

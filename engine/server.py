@@ -108,6 +108,12 @@ class _RequestTrace:
         metrics = final.metrics if final is not None else None
         if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
             complete.timings.queue_time_s = max(0.0, metrics.scheduled_ts - metrics.queued_ts)
+        spec = piece.spec_decode_metrics if piece is not None else None
+        if spec is not None:
+            # vLLM's per-request summary: drafted tokens, and a histogram of how many
+            # drafts each verification step accepted.
+            complete.spec_draft_tokens = spec.num_draft_tokens
+            complete.spec_accepted_tokens = sum(j * n for j, n in enumerate(spec.histogram))
         stop = piece.stop_reason if piece is not None else None
         if isinstance(stop, str):
             complete.stop_str = stop

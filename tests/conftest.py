@@ -138,6 +138,23 @@ def spawn_engine(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="session")
+def launch_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Start an engine with extra flags for a module-scoped fixture, which stops it when
+    its module is done (so it does not hold memory for the rest of the session); any left
+    running are killed at the end of the session."""
+    launched: list[EngineProcess] = []
+
+    def launch(model: str, *extra: str) -> EngineProcess:
+        engine = _launch(model, tmp_path_factory.mktemp("engine"), *extra)
+        launched.append(engine)
+        return engine
+
+    yield launch
+    for engine in launched:
+        engine.kill_group()
+
+
+@pytest.fixture(scope="session")
 async def smollm(engine_processes: dict[str, EngineProcess]) -> AsyncIterator[EngineClient]:
     client = await engine_processes["smollm2-135m-instruct"].wait_serving()
     yield client

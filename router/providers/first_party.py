@@ -74,14 +74,28 @@ def finish_reason(complete: engine_pb2.Complete) -> str:
     return reason
 
 
-def usage(complete: engine_pb2.Complete) -> Json:
+def usage(complete: engine_pb2.Complete, speculative: bool = False) -> Json:
+    """OpenAI's usage object; with ``speculative`` (the engine runs speculative decoding)
+    also ``usage.speculative``, this request's drafted and accepted tokens, an extension
+    OpenAI clients ignore."""
     counts = complete.usage
-    return {
+    figures = {
         "prompt_tokens": counts.prompt_tokens,
         "completion_tokens": counts.completion_tokens,
         "total_tokens": counts.prompt_tokens + counts.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": counts.cached_prompt_tokens},
     }
+    if speculative:
+        figures["speculative"] = {
+            "draft_tokens": complete.spec_draft_tokens,
+            "accepted_tokens": complete.spec_accepted_tokens,
+        }
+    return figures
+
+
+def speculates(engine: Engine) -> bool:
+    """Whether the engine said at start that it runs speculative decoding."""
+    return bool(engine.info is not None and engine.info.speculative_config)
 
 
 def chat_logprobs(entries: Sequence[engine_pb2.TokenLogprob]) -> Json:
@@ -250,7 +264,7 @@ async def stream(
         complete = response.complete
         batch.append(event([shape.delta("", None, finish_reason(complete))]))
         # Always: the router's token counters read it; the client gets it only if asked.
-        batch.append({**envelope, "choices": [], "usage": usage(complete)})
+        batch.append({**envelope, "choices": [], "usage": usage(complete, speculates(engine))})
         yield batch
         return
     raise server_error(502, "the engine ended the stream without a result", "engine_error")
@@ -275,6 +289,6 @@ async def complete(
             "created": int(time.time()),
             "model": engine.model_id,
             "choices": [shape.choice(text, shape.logprobs(entries, 0), finish_reason(complete_))],
-            "usage": usage(complete_),
+            "usage": usage(complete_, speculates(engine)),
         }
     raise server_error(502, "the engine ended the stream without a result", "engine_error")

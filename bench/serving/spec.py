@@ -1,0 +1,354 @@
+"""``switchyard bench spec``: what speculative decoding buys, on and off in one run.
+
+For each setting (``off`` first, then each ``--speculative`` method) it starts
+``switchyard engine serve`` with that setting, sends every workload at every
+concurrency through the engine's gRPC ``Generate``, stops the engine, and finally prints
+each method's figures next to ``off``: output tokens/s and median TPOT (with their
+ratios), acceptance rate and mean acceptance length (from ``GetLoads`` deltas).
+
+Two workloads, because speculation pays where the output repeats the input and costs
+where it does not:
+
+- ``copy``: "repeat this code" over chunks of this repository's own sources (fixed,
+  realistic text, no download), the case n-gram lookup is made for;
+- ``chat``: free-form questions, where there is little to look up.
+
+Every request asks for exactly ``--output-len`` tokens (``ignore_eos``) so that on and off
+generate the same number of tokens. Metrics follow ``bench serve``: TPOT per request is
+(E2E - TTFT) / (output tokens - 1); throughput is output tokens / wall time of the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from switchyard.engine.client import EngineClient
+
+ROOT = Path(__file__).resolve().parents[2]  # the switchyard package (the repository root)
+SOURCES = ("engine/requests.py", "engine/server.py", "engine/runtime.py", "router/errors.py")
+CHAT_QUESTIONS = (
+    "Why is the sky blue?",
+    "Write a short poem about autumn leaves.",
+    "What should I cook for dinner tonight?",
+    "Explain how a bicycle stays upright.",
+    "Tell me a story about a dragon who is afraid of the dark.",
+    "What are some good habits for learning a new language?",
+    "Describe the city of Paris to someone who has never been there.",
+    "How do airplanes fly?",
+    "Give me advice for my first job interview.",
+    "What is the difference between weather and climate?",
+    "Invent a new board game and explain its rules.",
+    "Why do cats purr?",
+)
+START_TIMEOUT_S = 600
+
+
+@dataclass
+class RunFigures:
+    """One (setting, workload, concurrency) cell."""
+
+    setting: str
+    workload: str
+    concurrency: int
+    requests: int
+    output_tokens: int
+    duration_s: float
+    output_tokens_per_s: float
+    median_ttft_ms: float
+    median_tpot_ms: float
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    drafts: int = 0
+    per_position: list[int] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
+
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        return 1 + self.accepted_tokens / self.drafts if self.drafts else None
+
+
+def copy_prompts(count: int) -> list[str]:
+    """``count`` "repeat this code" prompts over consecutive 12-line chunks of our sources."""
+    lines: list[str] = []
+    for source in SOURCES:
+        path = ROOT / source
+        if path.is_file():
+            lines += [line for line in path.read_text().splitlines() if line.strip()]
+    chunks = [lines[i : i + 12] for i in range(0, len(lines) - 12, 12)]
+    if len(chunks) < count:
+        raise ValueError(f"only {len(chunks)} code chunks for {count} copy prompts")
+    return [
+        "Repeat the following Python code exactly, line by line.\n\n```python\n"
+        + "\n".join(chunk)
+        + "\n```\n\nRepeated:\n\n```python\n"
+        for chunk in chunks[:count]
+    ]
+
+
+def chat_prompts(count: int) -> list[list[dict[str, str]]]:
+    return [
+        [{"role": "user", "content": CHAT_QUESTIONS[i % len(CHAT_QUESTIONS)]}] for i in range(count)
+    ]
+
+
+async def _one(client: EngineClient, prompt: object, output_len: int) -> tuple[float, float, int]:
+    """(TTFT s, E2E s, output tokens) of one streamed request."""
+    kind = "text" if isinstance(prompt, str) else "messages"
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async for response in client.generate(
+        **{kind: prompt}, max_tokens=output_len, temperature=0, ignore_eos=True
+    ):
+        if response.HasField("chunk") and response.chunk.token_ids and first is None:
+            first = time.perf_counter()
+        if response.HasField("complete"):
+            tokens = response.complete.usage.completion_tokens
+    end = time.perf_counter()
+    return (first or end) - started, end - started, tokens
+
+
+async def measure(
+    client: EngineClient,
+    setting: str,
+    workload: str,
+    prompts: list,
+    concurrency: int,
+    output_len: int,
+) -> RunFigures:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(prompt: object) -> tuple[float, float, int]:
+        async with gate:
+            return await _one(client, prompt, output_len)
+
+    before = await client.loads()
+    started = time.perf_counter()
+    results = await asyncio.gather(*(send(p) for p in prompts))
+    duration = time.perf_counter() - started
+    after = await client.loads()
+    total = sum(tokens for *_, tokens in results)
+    tpots = [(e2e - ttft) / (n - 1) for ttft, e2e, n in results if n > 1]
+    previous = list(before.spec_accepted_tokens_per_position)
+    per_position = [
+        a - (previous[i] if i < len(previous) else 0)
+        for i, a in enumerate(after.spec_accepted_tokens_per_position)
+    ]
+    return RunFigures(
+        setting=setting,
+        workload=workload,
+        concurrency=concurrency,
+        requests=len(prompts),
+        output_tokens=total,
+        duration_s=duration,
+        output_tokens_per_s=total / duration,
+        median_ttft_ms=1000 * statistics.median(t for t, _, _ in results),
+        median_tpot_ms=1000 * statistics.median(tpots) if tpots else float("nan"),
+        draft_tokens=after.spec_draft_tokens - before.spec_draft_tokens,
+        accepted_tokens=after.spec_accepted_tokens - before.spec_accepted_tokens,
+        drafts=after.spec_drafts - before.spec_drafts,
+        per_position=per_position,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def engine_process(args: argparse.Namespace, setting: str, log_path: Path):
+    """A ``switchyard engine serve`` for one setting, in its own process group."""
+    port = _free_port()
+    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
+    command += ["--model", args.model, "--port", str(port), "--speculative", setting]
+    command += ["--max-model-len", str(args.max_model_len), "--kv-cache-gib", "1"]
+    command += ["--enforce-eager", "--seed", "0"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield process, f"127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _wait_serving(process: subprocess.Popen, target: str, log_path: Path) -> EngineClient:
+    client = EngineClient(target)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not await client.is_serving():
+        if process.poll() is not None or time.monotonic() > deadline:
+            await client.close()
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"engine did not start (log {log_path}):\n{tail}")
+        await asyncio.sleep(0.5)
+    return client
+
+
+async def run_setting(args: argparse.Namespace, setting: str, log_dir: Path) -> list[RunFigures]:
+    workloads = {
+        "copy": copy_prompts(args.num_prompts),
+        "chat": chat_prompts(args.num_prompts),
+    }
+    log_path = log_dir / f"engine-{setting.replace(':', '_').replace('/', '_')}.log"
+    figures = []
+    with engine_process(args, setting, log_path) as (process, target):
+        client = await _wait_serving(process, target, log_path)
+        try:
+            # Warm-up: one request of each workload, uncounted.
+            for prompts in workloads.values():
+                await _one(client, prompts[0], 8)
+            for workload, prompts in workloads.items():
+                for concurrency in args.concurrency:
+                    cell = await measure(
+                        client, setting, workload, prompts, concurrency, args.output_len
+                    )
+                    print(_row(cell), flush=True)
+                    figures.append(cell)
+        finally:
+            await client.close()
+    return figures
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _row(cell: RunFigures) -> str:
+    return (
+        f"{cell.setting:>8} {cell.workload:>5} c={cell.concurrency:<3} "
+        f"{cell.output_tokens_per_s:7.1f} tok/s  TTFT {cell.median_ttft_ms:7.1f} ms  "
+        f"TPOT {cell.median_tpot_ms:6.1f} ms  acceptance {_fmt(cell.acceptance_rate)}  "
+        f"mean length {_fmt(cell.mean_acceptance_length)}"
+    )
+
+
+def comparison(figures: list[RunFigures]) -> list[dict[str, object]]:
+    """Each speculative cell against the ``off`` cell of the same workload and concurrency."""
+    baseline = {(f.workload, f.concurrency): f for f in figures if f.setting == "off"}
+    rows = []
+    for cell in figures:
+        base = baseline.get((cell.workload, cell.concurrency))
+        if cell.setting == "off" or base is None:
+            continue
+        rows.append(
+            {
+                "method": cell.setting,
+                "workload": cell.workload,
+                "concurrency": cell.concurrency,
+                "off_tok_s": base.output_tokens_per_s,
+                "on_tok_s": cell.output_tokens_per_s,
+                "throughput_ratio": cell.output_tokens_per_s / base.output_tokens_per_s,
+                "off_tpot_ms": base.median_tpot_ms,
+                "on_tpot_ms": cell.median_tpot_ms,
+                "tpot_ratio": cell.median_tpot_ms / base.median_tpot_ms,
+                "acceptance_rate": cell.acceptance_rate,
+                "mean_acceptance_length": cell.mean_acceptance_length,
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| method | workload | concurrency | output tok/s off -> on (ratio) "
+        "| median TPOT off -> on (ratio) | acceptance rate | mean acceptance length |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['workload']} | {r['concurrency']} "
+            f"| {r['off_tok_s']:.1f} -> {r['on_tok_s']:.1f} ({r['throughput_ratio']:.2f}x) "
+            f"| {r['off_tpot_ms']:.1f} -> {r['on_tpot_ms']:.1f} ms ({r['tpot_ratio']:.2f}x) "
+            f"| {_fmt(r['acceptance_rate'])} | {_fmt(r['mean_acceptance_length'])} |"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> int:
+    log_dir = Path(args.log_dir or ".")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[RunFigures] = []
+    for setting in ("off", *args.speculative):
+        figures += await run_setting(args, setting, log_dir)
+    rows = comparison(figures)
+    print()
+    print(markdown(rows))
+    if args.save:
+        payload = {
+            "command": " ".join(sys.argv),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("run",)},
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "cpus": os.cpu_count(),
+            },
+            "runs": [
+                asdict(f)
+                | {
+                    "acceptance_rate": f.acceptance_rate,
+                    "mean_acceptance_length": f.mean_acceptance_length,
+                }
+                for f in figures
+            ],
+            "comparison": rows,
+        }
+        Path(args.save).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _positive_ints(value: str) -> list[int]:
+    try:
+        values = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8, got {value!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {value!r}")
+    return values
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    spec = commands.add_parser(
+        "spec",
+        help="speculative decoding on versus off, copy and chat workloads",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    spec.add_argument("--model", default="gemma-3-270m")
+    spec.add_argument(
+        "--speculative",
+        nargs="+",
+        default=["ngram"],
+        help="settings to compare with off (engine serve's --speculative values)",
+    )
+    spec.add_argument("--num-prompts", type=int, default=8, help="requests per cell")
+    spec.add_argument("--output-len", type=int, default=64)
+    spec.add_argument("--concurrency", type=_positive_ints, default=[1, 8])
+    spec.add_argument("--max-model-len", type=int, default=2048)
+    spec.add_argument("--save", metavar="PATH", help="write every figure as JSON")
+    spec.add_argument("--log-dir", help="where the engines' logs go (default .)")
+    spec.set_defaults(run=lambda args: asyncio.run(run(args)))
