@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -49,7 +50,13 @@ from switchyard.router.providers.upstream import Endpoint, ProviderModel, Upstre
 from switchyard.router.registry import Engine, FirstPartyModel, Registry
 from switchyard.router.replicas import ReplicaSet
 from switchyard.router.routing import preferences
-from switchyard.router.routing.attempts import Candidate, FallbackRun, Limits, has_content
+from switchyard.router.routing.attempts import (
+    Attempt,
+    Candidate,
+    FallbackRun,
+    Limits,
+    has_content,
+)
 from switchyard.router.routing.health import HealthBoard
 from switchyard.router.routing.live_stats import LiveStats
 from switchyard.router.routing.table import ROUTER_PREFIX, RoutingTable, apply_variant
@@ -57,6 +64,10 @@ from switchyard.router.routing.table import ROUTER_PREFIX, RoutingTable, apply_v
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+# Deepest nesting of arrays and objects accepted in a request body. Real requests stay
+# far below (OpenAI caps JSON schemas at 10 levels); the limit keeps every later step
+# (validation, re-encoding for a provider) clear of Python's recursion limit.
+MAX_JSON_DEPTH = 128
 
 
 def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
@@ -66,8 +77,12 @@ def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise invalid_request(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise invalid_request("the request body must be a JSON object")
+    if _nests_deeper_than(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     try:
         return data, model.model_validate(data)
     except ValidationError as error:
@@ -75,6 +90,26 @@ def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
         param = field_path(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise invalid_request(f"{param}: {message}" if param else message, param) from None
+
+
+def _too_deep() -> APIError:
+    return invalid_request(
+        f"the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+    )
+
+
+def _nests_deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels; iterative, so any
+    depth ``json.loads`` could build is measured without recursing."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > limit:
+            return True
+        for child in container.values() if isinstance(container, dict) else container:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    return False
 
 
 def sse_frame(payload: Mapping[str, Any]) -> bytes:
@@ -283,7 +318,9 @@ class Router:
                     call = _EngineCall(target, body, request_id)
             else:
                 run, body = self._fallback_run(raw, body, endpoint, request_id)
+                # Labelled "router" until an attempt serves it (see _attempted).
                 observation = self.metrics.start(body.model, "router", endpoint)
+                run.on_attempt = functools.partial(self._attempted, observation)
                 call = run
             if not body.stream:
                 result = await _unless_disconnected(request, call.complete())
@@ -380,10 +417,15 @@ class Router:
                 )
             elif isinstance(target, FirstPartyModel):
                 candidates.extend(self._replica_candidates(target, body, request_id))
-        run = FallbackRun(
-            candidates, limits, self.target_health, self.stats, labels, self.metrics.attempt
-        )
+        run = FallbackRun(candidates, limits, self.target_health, self.stats, labels)
         return run, body
+
+    def _attempted(self, observation: Observation, attempt: Attempt) -> None:
+        """Count one attempt of a routed request; the one that succeeds served it, so
+        the request's latency, first token and tokens go under its model and provider."""
+        self.metrics.attempt(attempt)
+        if attempt.status == 200:
+            observation.served_by(attempt.model, attempt.provider)
 
     def _replica_candidates(
         self,
@@ -483,8 +525,10 @@ class Router:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
+        """Ready when every engine serves and its model is known; providers have nothing
+        to wait for, so a router with providers only is ready at once."""
         states = await self.registry.readiness()
-        ready = bool(states) and all(state == "serving" for state in states.values())
+        ready = all(state == "serving" for state in states.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "engines": states},
             status_code=200 if ready else 503,

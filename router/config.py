@@ -108,6 +108,8 @@ class ResolvedProvider:
     timeout_s: float | None
     # USD per million tokens (prompt + completion) by model, where configured.
     prices: dict[str, float] = field(default_factory=dict)
+    # Whether the host serves one choice per request only (see KnownProvider).
+    single_choice: bool = False
 
 
 class Price(_Strict):
@@ -170,6 +172,7 @@ class ProviderConfig(_Strict):
             models=tuple(self.models),
             timeout_s=self.timeout_s,
             prices={m: p.prompt + p.completion for m, p in self.prices.items()},
+            single_choice=known is not None and known.single_choice,
         )
 
 

@@ -35,6 +35,13 @@ class Observation:
     first_token_at: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The labels the in-flight gauge went up under, for taking it down again: a routed
+    # request's model and provider change once one of its attempts serves it.
+    in_flight_labels: tuple[str, str] = ("", "")
+
+    def served_by(self, model: str, provider: str) -> None:
+        """Label the request's series with the model and provider that served it."""
+        self.model, self.provider = model, provider
 
     def record_usage(self, usage: dict | None) -> None:
         if usage:
@@ -98,11 +105,13 @@ class RouterMetrics:
 
     def start(self, model: str, provider: str, endpoint: str) -> Observation:
         self.in_flight.labels(model, provider).inc()
-        return Observation(model, provider, endpoint, time.perf_counter())
+        return Observation(
+            model, provider, endpoint, time.perf_counter(), in_flight_labels=(model, provider)
+        )
 
     def finish(self, observation: Observation, status: int) -> None:
         o = observation
-        self.in_flight.labels(o.model, o.provider).dec()
+        self.in_flight.labels(*o.in_flight_labels).dec()
         self.requests.labels(o.model, o.provider, o.endpoint, str(status)).inc()
         if status >= 400:
             return

@@ -1,15 +1,25 @@
 """Request bodies of OpenAI's chat completions and completions endpoints.
 
 The models validate what the router itself reads; the raw body travels beside them, so
-fields this router does not know (``response_format``, ``parallel_tool_calls``, vendor
-extensions) still reach an OpenAI-compatible provider. Fields no provider behind the
-router can honour in a way a client would notice are refused with a 400 naming them
-(``n > 1``); each provider refuses what only it lacks (images for first-party models,
-logprobs for Anthropic).
+fields this router does not know (``parallel_tool_calls``, ``reasoning_effort``, vendor
+extensions) still reach an OpenAI-compatible provider.
+
+Types are strict, as OpenAI's own API is: ``"max_tokens": "5"``, ``"stream": "true"`` or
+``5.0`` for an integer are a 400 naming the field, never coerced (an integer where a
+number is expected, ``"temperature": 1``, is a number). Unknown fields are ignored: the
+SDKs send extras (``store``, ``service_tier``, ``prediction``, ``prompt_cache_key``,
+vendor ``extra_body`` fields) that only tune cost or latency.
+
+Some fields change what a client gets back, so a provider that cannot honour one refuses
+the request with a 400 naming it rather than drop it silently (see
+:data:`OUTPUT_SHAPING`): ``n > 1`` everywhere but on the OpenAI-compatible hosts that
+offer it; ``tools``, ``tool_choice``, ``response_format``, ``logit_bias`` and the like
+for first-party models; ``logprobs`` and ``logit_bias`` for Anthropic and Google.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,12 +35,14 @@ ENGINE_FIELD_TO_PARAM = {
     "sampling.frequency_penalty": "frequency_penalty",
     "sampling.logprobs": "logprobs",
     "input.text": "prompt",
+    "input.token_ids": "prompt",
     "input.chat.messages": "messages",
 }
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Lenient about unknown fields, strict about the types of known ones.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Lenient):
@@ -133,6 +145,38 @@ class ProviderPreferences(_Lenient):
 # Fields only the router reads; never forwarded to a provider, which could refuse them.
 ROUTER_ONLY_FIELDS = ("models", "provider", "route")
 
+# Integer ranges of the engine's protobuf fields, so that a huge value is a 400 naming
+# its field rather than a failure to build the engine request.
+OutputLimit = Annotated[int, Field(ge=1, lt=1 << 31)]
+Int64 = Annotated[int, Field(ge=-(1 << 63), lt=1 << 63)]
+TokenIds = list[Annotated[int, Field(ge=0, lt=1 << 32)]]
+
+
+def _asks_for_more_than_text(choice: object) -> bool:
+    """Whether a ``tool_choice``/``function_call`` value can make the model call a tool;
+    ``"none"`` and ``"auto"`` (with no tools given) cannot."""
+    return choice is not None and choice not in ("none", "auto")
+
+
+# Fields that change what a client gets back, and how to tell that a request uses one
+# (``tools: []`` or ``response_format: {"type": "text"}`` ask for nothing). A provider
+# that cannot honour one refuses it by name (see ``_Common.first_field_in_use``).
+OUTPUT_SHAPING: dict[str, Callable[[Any], bool]] = {
+    "n": lambda n: n is not None and n > 1,
+    "tools": bool,
+    "tool_choice": _asks_for_more_than_text,
+    "functions": bool,
+    "function_call": _asks_for_more_than_text,
+    "response_format": lambda spec: spec is not None and spec.get("type") not in (None, "text"),
+    "logit_bias": bool,
+    "audio": lambda audio: audio is not None,
+    "modalities": lambda modalities: any(m != "text" for m in modalities or ()),
+    "web_search_options": lambda options: options is not None,
+    "suffix": bool,
+    "echo": bool,
+    "best_of": lambda best_of: best_of is not None and best_of > 1,
+}
+
 
 class _Common(_Lenient):
     model: str = Field(min_length=1)
@@ -143,26 +187,24 @@ class _Common(_Lenient):
     route: Literal["fallback"] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: OutputLimit | None = None
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     # vLLM's extension, accepted by its OpenAI server too: benchmarks use it to get
     # outputs of exactly max_tokens.
     ignore_eos: bool = False
+    # Choices per request: passed to the OpenAI-compatible hosts that offer it, refused
+    # by every other provider (see OUTPUT_SHAPING).
     n: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _single_choice(cls, n: int | None) -> int | None:
-        if n is not None and n > 1:
-            raise ValueError("n > 1 is not supported")
-        return n
+    # Not read by the router; declared so that their types are checked and a provider
+    # that cannot honour them can refuse them (OUTPUT_SHAPING).
+    logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
     @classmethod
@@ -180,6 +222,13 @@ class _Common(_Lenient):
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
+    def first_field_in_use(self, fields: Iterable[str]) -> str | None:
+        """The first of ``fields`` (names in OUTPUT_SHAPING) this request uses."""
+        for name in fields:
+            if name in type(self).model_fields and OUTPUT_SHAPING[name](getattr(self, name)):
+                return name
+        return None
+
 
 class ChatCompletionRequest(_Common):
     messages: list[Message] = Field(min_length=1)
@@ -187,9 +236,16 @@ class ChatCompletionRequest(_Common):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # OpenAI's newer name for max_tokens; it wins when both are set.
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: OutputLimit | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    # Not read by the router (the raw body carries them); see _Common.logit_bias.
+    response_format: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    web_search_options: dict[str, Any] | None = None
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -205,20 +261,38 @@ class ChatCompletionRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[str]
+    # A text, token ids, or a batch of either; which of these a provider takes is its
+    # own business (first-party models take one prompt, OpenAI-compatible hosts all).
+    prompt: str | list[str] | TokenIds | list[TokenIds]
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    # Not read by the router (the raw body carries them); see _Common.logit_bias.
+    suffix: str | None = None
+    echo: bool = False
+    best_of: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, prompt: str | list[str]) -> str | list[str]:
-        if isinstance(prompt, list) and len(prompt) != 1:
-            raise ValueError("exactly one prompt is supported")
-        if not (prompt if isinstance(prompt, str) else prompt[0]):
+    def _not_empty(cls, prompt: str | list) -> str | list:
+        prompts = [prompt] if isinstance(prompt, str) or _is_token_ids(prompt) else prompt
+        if not prompts or not all(prompts):
             raise ValueError("the prompt must not be empty")
         return prompt
 
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt of the request: a text or a list of token ids."""
+        prompt = self.prompt
+        return [prompt] if isinstance(prompt, str) or _is_token_ids(prompt) else list(prompt)
+
     def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        """The prompts as one text, for matching prompt prefixes across requests and for
+        routing conditions; token ids are written out as numbers."""
+        return "\n".join(p if isinstance(p, str) else " ".join(map(str, p)) for p in self.prompts())
 
     def output_limit(self) -> int | None:
         return self.max_tokens
+
+
+def _is_token_ids(prompt: object) -> bool:
+    """``[1, 2, 3]`` (one prompt of token ids), as opposed to a batch of prompts; ``[]``
+    counts as a batch (of none)."""
+    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], int)

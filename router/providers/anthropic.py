@@ -6,8 +6,9 @@ become ``tool_use`` blocks and tool results ``tool_result`` blocks in a user tur
 become base64 or URL image blocks; ``max_tokens``, required by Anthropic, defaults to
 :data:`DEFAULT_MAX_TOKENS` when the client set none. ``seed`` and the presence and
 frequency penalties have no Anthropic equivalent and are dropped (they only tune
-sampling); ``logprobs`` and ``response_format`` would silently change what the client
-gets back, so they are refused with a 400.
+sampling); ``logprobs``, ``response_format``, ``n > 1`` and the other fields of
+:data:`REFUSED` would silently change what the client gets back, so they are refused
+with a 400 naming them.
 
 Response: text blocks join into ``content``, ``tool_use`` blocks become ``tool_calls``,
 stop reasons map to OpenAI finish reasons, and usage counts cache reads as
@@ -53,6 +54,17 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+# OpenAI fields that change the answer and that Messages has no form for.
+REFUSED = (
+    "response_format",
+    "n",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "audio",
+    "modalities",
+    "web_search_options",
+)
 # Anthropic's error types whose status says it all; the rest keep the HTTP status.
 STREAM_ERROR_STATUS = {"overloaded_error": 503, "rate_limit_error": 429, "api_error": 502}
 
@@ -195,9 +207,9 @@ class Anthropic(Adapter):
 
     def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
         assert isinstance(request, ChatCompletionRequest)
-        for field in ("logprobs", "response_format"):
-            if body.get(field):
-                raise invalid_request(f"{field} is not supported by anthropic models", field)
+        refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
+        if refused is not None:
+            raise invalid_request(f"{refused} is not supported by anthropic models", refused)
         system, messages = _messages(request)
         payload: Json = {
             "model": model,

@@ -19,14 +19,21 @@ class KnownProvider:
     protocol: Protocol
     base_url: str
     api_key_env: str
+    # The host documents ``n`` as 1 only (Groq answers 400 to more, DeepSeek offers
+    # one choice), so the router refuses ``n > 1`` for it up front, naming the field.
+    single_choice: bool = False
 
 
 KNOWN_PROVIDERS: dict[str, KnownProvider] = {
     "openai": KnownProvider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
     "xai": KnownProvider("openai", "https://api.x.ai/v1", "XAI_API_KEY"),
     "mistral": KnownProvider("openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "deepseek": KnownProvider("openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    "groq": KnownProvider("openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "deepseek": KnownProvider(
+        "openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", single_choice=True
+    ),
+    "groq": KnownProvider(
+        "openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY", single_choice=True
+    ),
     "fireworks": KnownProvider(
         "openai", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"
     ),

@@ -31,8 +31,8 @@ def tool_arguments(call: ToolCall, message_index: int, call_index: int) -> Json:
     param = f"messages[{message_index}].tool_calls[{call_index}].function.arguments"
     try:
         arguments = json.loads(call.function.arguments or "{}")
-    except json.JSONDecodeError:
-        raise invalid_request(f"{param}: not valid JSON", param) from None
+    except (json.JSONDecodeError, RecursionError):
+        raise invalid_request(f"{param}: not valid JSON, or nested too deeply", param) from None
     if not isinstance(arguments, dict):
         raise invalid_request(f"{param}: must be a JSON object", param)
     return arguments

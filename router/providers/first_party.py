@@ -20,7 +20,11 @@ import grpc
 from switchyard.engine.client import build_request
 from switchyard.engine.v1 import engine_pb2
 from switchyard.router.errors import from_rpc_error, invalid_request, server_error
-from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.openai_types import (
+    OUTPUT_SHAPING,
+    ChatCompletionRequest,
+    CompletionRequest,
+)
 from switchyard.router.registry import Engine
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,16 @@ def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Json:
     }
 
 
+def _refuse_what_the_engine_cannot_do(request: ChatCompletionRequest | CompletionRequest) -> None:
+    # The engine has one output per request, plain text, and no tool calling: a request
+    # asking for more gets a 400 rather than an answer that silently lacks it.
+    field = request.first_field_in_use(OUTPUT_SHAPING)
+    if field is not None:
+        raise invalid_request(f"{field} is not supported by first-party models", field)
+
+
 def chat_to_engine(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    _refuse_what_the_engine_cannot_do(request)
     for index, message in enumerate(request.messages):
         if message.has_images():
             raise invalid_request(
@@ -58,8 +71,16 @@ def chat_to_engine(request: ChatCompletionRequest, request_id: str) -> engine_pb
 
 
 def completion_to_engine(request: CompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    _refuse_what_the_engine_cannot_do(request)
+    prompts = request.prompts()
+    if len(prompts) != 1:
+        raise invalid_request(
+            f"prompt: first-party models take one prompt per request, not {len(prompts)}",
+            "prompt",
+        )
+    prompt = prompts[0]
     return build_request(
-        text=request.prompt_text(),
+        **({"text": prompt} if isinstance(prompt, str) else {"token_ids": prompt}),
         request_id=request_id,
         logprobs=request.logprobs,
         **_sampling(request),

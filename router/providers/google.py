@@ -6,9 +6,13 @@ the ``model`` role; tool calls become ``functionCall`` parts and tool results
 ``functionResponse`` parts named after the call they answer (Gemini matches results by
 function name, not id); images become ``inlineData`` or ``fileData``; sampling fields
 go into ``generationConfig``; ``response_format`` maps to a JSON MIME type and schema.
-``logprobs`` is refused with a 400 (its shape does not translate).
+``logprobs``, ``n > 1`` and the other fields Gemini has no form for
+(:data:`REFUSED`) are refused with a 400 naming them.
 
 Response: ``functionCall`` parts have no ids, so each gets a synthetic ``call_...`` id;
+a call's ``thoughtSignature`` (which Gemini 3 requires back with the call in the next
+request's history) rides in that id after :data:`SIGNATURE_SEPARATOR`, the one field of
+a tool call every OpenAI client sends back unchanged, and is restored on the way in.
 ``STOP`` with a function call is ``tool_calls``; safety and recitation stops are
 ``content_filter``; a prompt blocked before any candidate is an empty
 ``content_filter`` reply. Streams: every event is a whole response object holding the
@@ -18,7 +22,9 @@ next piece; the stream has no end marker, so it ends at the event with a finish 
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -43,6 +49,20 @@ from switchyard.router.providers.upstream import (
     StreamTranslator,
 )
 
+# OpenAI fields that change the answer and that this translation does not carry.
+REFUSED = (
+    "n",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "audio",
+    "modalities",
+    "web_search_options",
+)
+# Between a synthetic call id and the call's thought signature: ``call_<hex>__thought__<sig>``.
+SIGNATURE_SEPARATOR = "__thought__"
+# google.rpc.Duration in JSON: seconds with up to nine decimals, then "s".
+DURATION = re.compile(r"(\d+(?:\.\d+)?)s")
 FILTERED = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 )
@@ -84,7 +104,7 @@ def _function_response(message: Message, names: dict[str, str], index: int) -> J
     text = message.text()
     try:
         parsed = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         parsed = None
     result = parsed if isinstance(parsed, dict) else {"result": text}
     return {"functionResponse": {"name": name, "response": result}}
@@ -103,7 +123,9 @@ def _contents(request: ChatCompletionRequest) -> tuple[str | None, list[Json]]:
             for call_index, call in enumerate(message.tool_calls or ()):
                 names[call.id] = call.function.name
                 arguments = tool_arguments(call, index, call_index)
-                parts.append({"functionCall": {"name": call.function.name, "args": arguments}})
+                part = {"functionCall": {"name": call.function.name, "args": arguments}}
+                _, sep, signature = call.id.partition(SIGNATURE_SEPARATOR)
+                parts.append({**part, "thoughtSignature": signature} if sep else part)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)
         else:
@@ -161,6 +183,8 @@ def _reply_parts(candidate: Json) -> tuple[str, list[Json]]:
         if "functionCall" in part:
             call = part["functionCall"]
             call_id = call.get("id") or "call_" + uuid.uuid4().hex[:24]
+            if part.get("thoughtSignature"):
+                call_id += SIGNATURE_SEPARATOR + part["thoughtSignature"]
             calls.append(tool_call(call_id, call.get("name", ""), call.get("args") or {}))
         elif "text" in part and not part.get("thought"):
             text += part["text"]
@@ -219,10 +243,9 @@ class Google(Adapter):
 
     def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
         assert isinstance(request, ChatCompletionRequest)
-        if body.get("logprobs"):
-            raise invalid_request(
-                "logprobs is not supported by google-ai-studio models", "logprobs"
-            )
+        refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
+        if refused is not None:
+            raise invalid_request(f"{refused} is not supported by google-ai-studio models", refused)
         system, contents = _contents(request)
         generation = {
             "maxOutputTokens": request.output_limit(),
@@ -272,3 +295,18 @@ class Google(Adapter):
         # {"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}
         error = data.get("error") if isinstance(data, dict) else None
         return str(error["message"]) if isinstance(error, dict) and "message" in error else None
+
+    def retry_after(self, data: Any) -> str | None:
+        # A 429's wait is in the body, not a header: error.details holds a
+        # {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}.
+        error = data.get("error") if isinstance(data, dict) else None
+        details = error.get("details") if isinstance(error, dict) else None
+        for detail in details if isinstance(details, list) else ():
+            if not isinstance(detail, dict):
+                continue
+            if not str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                continue
+            delay = DURATION.fullmatch(str(detail.get("retryDelay", "")))
+            if delay:
+                return str(math.ceil(float(delay.group(1))))
+        return None

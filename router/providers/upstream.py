@@ -45,7 +45,7 @@ class SSEEvent:
     def json(self) -> Json:
         try:
             value = json.loads(self.data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise server_error(
                 502, "the provider sent a malformed stream event", "bad_upstream_response"
             ) from None
@@ -95,6 +95,11 @@ class Adapter(ABC):
     @abstractmethod
     def error_message(self, data: Any) -> str | None:
         """The human message in the provider's error body, if it has one."""
+
+    def retry_after(self, data: Any) -> str | None:
+        """A ``Retry-After`` value (whole seconds) from the provider's error body, for
+        providers that put the delay there rather than in the header."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,8 @@ class UpstreamClient:
                 "use /v1/chat/completions",
                 "model",
             )
+        if provider.single_choice and request.first_field_in_use(("n",)):
+            raise invalid_request(f"n > 1 is not supported by {provider.name} models", "n")
         payload = adapter.request(body, request, target.model)
         url = adapter.url(provider.base_url, target.model, endpoint, request.stream)
         timeout = aiohttp.ClientTimeout(total=provider.timeout_s)
@@ -191,15 +198,15 @@ class UpstreamClient:
         finally:
             response.release()
         try:
-            message = adapter.error_message(json.loads(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            message = None
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly
+            data = None
         log.warning("%s answered %d", provider.name, response.status)
         raise _status_error(
             response.status,
-            message or f"HTTP {response.status}",
+            adapter.error_message(data) or f"HTTP {response.status}",
             provider.name,
-            response.headers.get("Retry-After"),
+            response.headers.get("Retry-After") or adapter.retry_after(data),
         )
 
     async def complete(
@@ -213,7 +220,7 @@ class UpstreamClient:
         response = await self._post(target, body, request, endpoint)
         try:
             data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
             data = None
         finally:
             response.release()

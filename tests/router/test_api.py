@@ -200,20 +200,62 @@ async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
     [
         ({"n": 2}, "n"),
         ({"temperature": -1}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"stream": "true"}, "stream"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"max_tokens": 0}, "max_tokens"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "s"}}},
+            "response_format",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_naming_the_field(
     client: openai.AsyncOpenAI, extra: dict, param: str
 ) -> None:
-    request = {"model": SMOLLM, "messages": FRANCE, "max_tokens": 4, **extra}
+    request = {"model": SMOLLM, "messages": FRANCE, "max_tokens": 4}
     with pytest.raises(openai.BadRequestError) as error:
-        await client.chat.completions.create(**request)
+        await client.chat.completions.create(**request, extra_body=extra)
     assert error.value.param == param
-    if "n" in extra:
-        assert "n > 1 is not supported" in error.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fields_first_party_models_cannot_honour_are_refused_by_name(
+    client: openai.AsyncOpenAI, stream: bool
+) -> None:
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(
+            model=SMOLLM, messages=FRANCE, max_tokens=4, tools=[tool], stream=stream
+        )
+    assert error.value.param == "tools"
+    assert "tools is not supported by first-party models" in error.value.message
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.completions.create(model=GEMMA, prompt=["a", "b"], max_tokens=4)
+    assert error.value.param == "prompt"
+
+
+async def test_completion_from_token_ids(client: openai.AsyncOpenAI, gemma_tokenizer) -> None:
+    """A prompt of token ids reaches the engine as ids: the same answer as its text,
+    which the engine tokenizes the same way (special tokens included)."""
+    prompt = "def fibonacci(n):"
+    ids = gemma_tokenizer(prompt).input_ids
+    from_text = await client.completions.create(
+        model=GEMMA, prompt=prompt, max_tokens=12, temperature=0
+    )
+    from_ids = await client.completions.create(
+        model=GEMMA, prompt=ids, max_tokens=12, temperature=0
+    )
+    assert from_ids.choices[0].text == from_text.choices[0].text
+    assert from_ids.usage.prompt_tokens == len(ids) == from_text.usage.prompt_tokens
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.completions.create(model=GEMMA, prompt=[10**9], max_tokens=4)
+    assert error.value.param == "prompt"
+    assert "outside the vocabulary" in error.value.message
 
 
 async def test_engine_refusal_of_a_stream_is_400_before_it_starts(
@@ -224,6 +266,33 @@ async def test_engine_refusal_of_a_stream_is_400_before_it_starts(
             model=SMOLLM, messages=FRANCE, temperature=-1, stream=True
         )
     assert error.value.param == "temperature"
+
+
+async def test_replicas_are_counted_under_the_engine_provider(engine_processes: dict) -> None:
+    """Two replicas of one model (here one engine listed twice) go through the replica
+    policy; the request's series are labelled with the provider that served it."""
+    target = engine_processes["smollm2-135m-instruct"].target
+    config = parse_config(
+        {"engines": [{"name": "a", "target": target}, {"name": "b", "target": target}]}
+    )
+    async with serve_router(config, insecure_no_auth=True) as url, httpx.AsyncClient() as http:
+        deadline = time.monotonic() + 30
+        while (await http.get(url + "/ready")).status_code != 200:
+            assert time.monotonic() < deadline, "the router never became ready"
+            await asyncio.sleep(0.1)
+        body = {"model": SMOLLM, "messages": FRANCE, "max_tokens": 2}
+        response = await http.post(url + "/v1/chat/completions", json=body, timeout=120)
+        assert response.status_code == 200
+        assert len(response.json()["metadata"]["attempts"]) == 1  # went the replica way
+        text = (await http.get(url + "/metrics")).text
+    providers = {
+        sample.labels["provider"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "switchyard_router_request_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count") and sample.labels["model"] == SMOLLM
+    }
+    assert providers == {"switchyard"}
 
 
 async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:

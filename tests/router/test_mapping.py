@@ -91,7 +91,7 @@ def test_completion_request_maps_prompt_and_logprobs() -> None:
 @pytest.mark.parametrize(
     ("fields", "param", "message"),
     [
-        ({"n": 2}, "n", "n > 1 is not supported"),
+        ({"n": 0}, "n", None),
         ({"messages": []}, "messages", None),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, None, None),
         ({"stop": ["a"] * 5}, "stop", "at most 4"),
@@ -116,10 +116,111 @@ def test_validation_param_drops_union_member_names() -> None:
     assert validation_param(()) is None
 
 
-@pytest.mark.parametrize("prompt", [[], ["a", "b"], ""])
-def test_completion_needs_exactly_one_prompt(prompt: object) -> None:
-    with pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"max_tokens": 5.0}, "max_tokens"),
+        ({"stream": "true"}, "stream"),
+        ({"stream": 1}, "stream"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"seed": "7"}, "seed"),
+        ({"stop": 5}, "stop"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"logprobs": "true"}, "logprobs"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"logit_bias": {"50256": "-100"}}, "logit_bias.50256"),
+        # Out of the engine's integer ranges: refused here, not when its request is built.
+        ({"max_tokens": 1 << 31}, "max_tokens"),
+        ({"max_completion_tokens": 1 << 40}, "max_completion_tokens"),
+        ({"seed": 1 << 63}, "seed"),
+    ],
+)
+def test_wrong_types_are_refused_not_coerced(fields: dict, param: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        chat(**fields)
+    assert validation_param(error.value.errors()[0]["loc"]) == param
+
+
+def test_what_the_official_sdk_sends_is_accepted() -> None:
+    """Integers where numbers are expected (``temperature=1``) are numbers, as in JSON."""
+    request = chat(temperature=1, top_p=1, presence_penalty=0, logit_bias={"1": -100})
+    assert request.temperature == 1.0 and isinstance(request.temperature, float)
+
+
+@pytest.mark.parametrize("prompt", [[], "", [""], [[]], [-1], [1 << 32], [True], [1, "a"]])
+def test_completion_prompt_must_be_text_or_token_ids(prompt: object) -> None:
+    with pytest.raises(ValidationError) as error:
         CompletionRequest.model_validate({"model": "m", "prompt": prompt})
+    assert validation_param(error.value.errors()[0]["loc"]).startswith("prompt")
+
+
+def test_completion_prompt_forms() -> None:
+    def prompts(prompt: object) -> list:
+        return CompletionRequest.model_validate({"model": "m", "prompt": prompt}).prompts()
+
+    assert prompts("a") == ["a"]
+    assert prompts(["a", "b"]) == ["a", "b"]
+    assert prompts([1, 2]) == [[1, 2]]
+    assert prompts([[1, 2], [3]]) == [[1, 2], [3]]
+
+
+def test_first_party_takes_a_token_id_prompt_but_one_prompt_only() -> None:
+    def request(prompt: object) -> CompletionRequest:
+        return CompletionRequest.model_validate({"model": "m", "prompt": prompt})
+
+    assert list(completion_to_engine(request([5, 6, 7]), "rid").token_ids.ids) == [5, 6, 7]
+    assert list(completion_to_engine(request([[5, 6]]), "rid").token_ids.ids) == [5, 6]
+    for batch in (["a", "b"], [[1], [2]]):
+        with pytest.raises(APIError) as error:
+            completion_to_engine(request(batch), "rid")
+        assert (error.value.status, error.value.param) == (400, "prompt")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
+        ({"logit_bias": {"1": -100}}, "logit_bias"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+    ],
+)
+def test_first_party_refuses_fields_it_cannot_honour(fields: dict, param: str) -> None:
+    with pytest.raises(APIError) as error:
+        chat_to_engine(chat(**fields), "rid")
+    assert (error.value.status, error.value.param) == (400, param)
+    assert f"{param} is not supported by first-party models" in error.value.message
+
+
+def test_first_party_ignores_fields_that_ask_for_nothing_or_only_tune() -> None:
+    request = chat(
+        n=1,
+        tools=[],
+        tool_choice="auto",
+        response_format={"type": "text"},
+        modalities=["text"],
+        logit_bias={},
+        parallel_tool_calls=True,
+        store=True,
+        service_tier="auto",
+        prediction={"type": "content", "content": "x"},
+        reasoning_effort="low",
+    )
+    assert chat_to_engine(request, "rid").chat.messages[0].content == "hi"
+
+
+@pytest.mark.parametrize(("field", "value"), [("echo", True), ("suffix", "s"), ("best_of", 2)])
+def test_first_party_completions_refuse_fields_it_cannot_honour(field: str, value: object) -> None:
+    request = CompletionRequest.model_validate({"model": "m", "prompt": "p", field: value})
+    with pytest.raises(APIError) as error:
+        completion_to_engine(request, "rid")
+    assert (error.value.status, error.value.param) == (400, field)
 
 
 def test_finish_reasons_and_usage() -> None:

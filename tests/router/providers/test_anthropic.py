@@ -145,6 +145,8 @@ def test_sampling_fields_and_images() -> None:
     [
         ({"logprobs": True}, "logprobs"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"n": 2}, "n"),
+        ({"logit_bias": {"1": -100}}, "logit_bias"),
         ({"messages": [{"role": "system", "content": "only a system prompt"}]}, "messages"),
         (
             {
@@ -306,3 +308,34 @@ async def test_completions_endpoint_is_refused(client: openai.AsyncOpenAI) -> No
     with pytest.raises(openai.BadRequestError) as error:
         await client.completions.create(model=MODEL, prompt="hi")
     assert "/v1/chat/completions" in error.value.message
+
+
+async def test_429_passes_anthropics_retry_after_header_on(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    # Anthropic spells its headers in lower case; the router answers with Retry-After.
+    upstream.queue(
+        Reply(
+            status=429,
+            body=anthropic_error("rate_limit_error", "Number of requests exceeds the limit"),
+            headers={"retry-after": "12", "anthropic-ratelimit-requests-remaining": "0"},
+        )
+    )
+    with pytest.raises(openai.RateLimitError) as error:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert error.value.response.headers["retry-after"] == "12"
+
+
+async def test_n_above_one_is_refused_before_anthropic_is_asked(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    sent = len(upstream.received)
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], n=2
+        )
+    assert error.value.param == "n"
+    assert "n is not supported by anthropic models" in error.value.message
+    assert len(upstream.received) == sent

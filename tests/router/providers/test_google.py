@@ -12,7 +12,7 @@ from provider_payloads import gemini_error, gemini_frame, gemini_response
 
 from switchyard.router.errors import APIError
 from switchyard.router.openai_types import ChatCompletionRequest
-from switchyard.router.providers.google import Google
+from switchyard.router.providers.google import SIGNATURE_SEPARATOR, Google
 
 MODEL = "google-ai-studio/gemini-3.5-flash"
 TOOL = {
@@ -161,6 +161,7 @@ def test_images_and_plain_tool_results() -> None:
             "messages[0].tool_call_id",
         ),
         ([{"role": "user", "content": "x"}], {"logprobs": True}, "logprobs"),
+        ([{"role": "user", "content": "x"}], {"n": 2}, "n"),
         (
             [{"role": "user", "content": "x"}],
             {"response_format": {"type": "xml"}},
@@ -302,3 +303,104 @@ async def test_error_bodies(
         )
     assert error.value.status_code == router_status
     assert f"google-ai-studio: it is {grpc_status}" in error.value.message
+
+
+async def test_retry_delay_in_the_error_body_becomes_retry_after(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    body = gemini_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for metric")
+    body["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{"quotaMetric": "generate_content_free_tier_requests"}],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "6.2s"},
+    ]
+    upstream.queue(Reply(status=429, body=body))
+    with pytest.raises(openai.RateLimitError) as error:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    # Retry-After takes whole seconds: 6.2 s is 7, never sooner than Google asked.
+    assert error.value.response.headers["retry-after"] == "7"
+
+
+async def test_429_without_retry_info_has_no_retry_after(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.queue(Reply(status=429, body=gemini_error(429, "RESOURCE_EXHAUSTED", "slow down")))
+    with pytest.raises(openai.RateLimitError) as error:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert "retry-after" not in error.value.response.headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thought_signatures_of_function_calls_come_back_next_turn(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool
+) -> None:
+    """Gemini 3 refuses a history whose function calls lack the signatures it sent with
+    them; the client only keeps the OpenAI tool calls, so the signature rides in the id."""
+    signatures = ["CiQBcsjafE9tDb0XfOnl+8Q0cPMb/4Yk1n5w9w==", "EsYCAXLI2nyVy3rYIg=="]
+    parts = [
+        {"functionCall": {"name": "lookup", "args": {"word": w}}, "thoughtSignature": sig}
+        for w, sig in zip(("cat", "dog"), signatures, strict=True)
+    ]
+    if stream:
+        upstream.queue(Reply(frames=[gemini_frame(gemini_response(parts))]))
+        chunks = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "?"}], tools=[TOOL], stream=True
+            )
+        ]
+        calls = [
+            c for chunk in chunks if chunk.choices for c in chunk.choices[0].delta.tool_calls or ()
+        ]
+        tool_calls = [
+            {"id": c.id, "type": "function", "function": c.function.model_dump()} for c in calls
+        ]
+    else:
+        upstream.queue(Reply(body=gemini_response(parts)))
+        first = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "?"}], tools=[TOOL]
+        )
+        tool_calls = [call.model_dump() for call in first.choices[0].message.tool_calls]
+    assert [call["id"].startswith("call_") for call in tool_calls] == [True, True]
+    assert all(SIGNATURE_SEPARATOR in call["id"] for call in tool_calls)
+
+    # The second turn: the client sends the calls back as it got them, with results.
+    upstream.queue(Reply(body=gemini_response([{"text": "A cat is a feline."}])))
+    second = await client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "user", "content": "?"},
+            {"role": "assistant", "content": None, "tool_calls": tool_calls},
+            *(
+                {"role": "tool", "tool_call_id": call["id"], "content": "an animal"}
+                for call in tool_calls
+            ),
+        ],
+        tools=[TOOL],
+    )
+    assert second.choices[0].message.content == "A cat is a feline."
+    model_turn, results = upstream.last.body["contents"][1:]
+    assert model_turn["role"] == "model"
+    assert model_turn["parts"] == [
+        {"functionCall": {"name": "lookup", "args": {"word": w}}, "thoughtSignature": sig}
+        for w, sig in zip(("cat", "dog"), signatures, strict=True)
+    ]
+    assert [part["functionResponse"]["name"] for part in results["parts"]] == ["lookup"] * 2
+
+
+def test_calls_without_a_signature_go_back_without_one() -> None:
+    call = {"id": "call_abc", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    payload = translate(
+        messages=[
+            {"role": "user", "content": "?"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_abc", "content": "x"},
+        ]
+    )
+    assert payload["contents"][1]["parts"] == [{"functionCall": {"name": "lookup", "args": {}}}]

@@ -7,7 +7,13 @@ import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
 from prometheus_client.parser import text_string_to_metric_families
-from provider_payloads import openai_completion, openai_error, openai_stream
+from provider_payloads import (
+    anthropic_message,
+    anthropic_stream,
+    openai_completion,
+    openai_error,
+    openai_stream,
+)
 
 MODEL = "openai/gpt-5.5"
 LABELS = {"model": MODEL, "provider": "openai"}
@@ -68,3 +74,52 @@ async def test_requests_tokens_and_ttft_are_counted(
     assert delta("switchyard_router_time_to_first_token_seconds_count") == 1
     assert delta("switchyard_router_request_duration_seconds_count") == 2
     assert _get(after, "switchyard_router_requests_in_flight") == 0
+
+
+async def test_routed_requests_are_counted_under_the_provider_that_served_them(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, router_url: str
+) -> None:
+    """With OpenRouter's ``models`` fallbacks the request is served by whichever attempt
+    succeeds; its latency, first token and tokens go under that model and provider."""
+    before = await _values(router_url)
+    served = {"model": "anthropic/claude-opus-4-7", "provider": "anthropic"}
+    upstream.queue(
+        Reply(status=503, body=openai_error("Overloaded", "server_error")),
+        Reply(body=anthropic_message([{"type": "text", "text": "hi"}])),
+        Reply(status=503, body=openai_error("Overloaded", "server_error")),
+        Reply(frames=anthropic_stream([{"text": "hello"}])),
+    )
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "extra_body": {"models": [served["model"]]},
+    }
+    await client.chat.completions.create(**request)
+    stream = await client.chat.completions.create(**request, stream=True)
+    [chunk async for chunk in stream]
+    after = await _values(router_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return _get(after, name, **served, **labels) - _get(before, name, **served, **labels)
+
+    assert delta("switchyard_router_requests_total", endpoint="chat", status="200") == 2
+    assert delta("switchyard_router_request_duration_seconds_count") == 2
+    assert delta("switchyard_router_time_to_first_token_seconds_count") == 1
+    assert delta("switchyard_router_tokens_total", direction="completion") == 6 + 15
+    routed = {"model": MODEL, "provider": "router"}
+    assert not any(
+        dict(labels).get("provider") == "router"
+        for series in (
+            "switchyard_router_requests_total",
+            "switchyard_router_request_duration_seconds_count",
+        )
+        for labels in after.get(series, {})
+    )
+    # The in-flight gauge went up under the labels known at the start, and back down.
+    assert _get(after, "switchyard_router_requests_in_flight", **routed) == 0
+    failed_attempt = {"status": "503"}
+    assert (
+        _get(after, "switchyard_router_attempts_total", **failed_attempt)
+        - _get(before, "switchyard_router_attempts_total", **failed_attempt)
+        == 2
+    )
