@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import math
 import os
+import sys
 
 from switchyard.bench.kernels import cli as kernels_cli
 from switchyard.bench.router import cli as router_cli
@@ -56,7 +57,17 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     )
     target.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
     target.add_argument(
-        "--request-timeout", type=float, default=600.0, help="seconds per request (default 600)"
+        "--request-timeout",
+        type=float,
+        default=600.0,
+        help="seconds per request, connection included (default 600)",
+    )
+    target.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a connection to --target (default 10); a target that "
+        "does not answer in time stops the benchmark",
     )
 
     workload = serve.add_argument_group("workload")
@@ -107,7 +118,12 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
     output = serve.add_argument_group("output")
     output.add_argument("--goodput", help="SLOs in ms, e.g. ttft:200,tpot:50,e2el:2000")
-    output.add_argument("--save", metavar="PATH", help="write settings, environment and metrics")
+    output.add_argument(
+        "--save",
+        metavar="PATH",
+        help="write settings, every option, the environment (CPU, GPUs, date) and the "
+        "metrics as JSON",
+    )
     output.add_argument("--detailed", action="store_true", help="add per-request records to --save")
     output.add_argument("--csv", metavar="PATH", help="write one CSV row per run")
     output.add_argument(
@@ -120,7 +136,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "--max-failures",
         type=int,
         default=0,
-        help="exit 1 when a run has more failed requests than this (default 0)",
+        help="exit 1 when a run has more failed requests than this (default 0, >= 0)",
     )
     serve.set_defaults(run=_serve)
     kernels_cli.add_parser(commands)
@@ -162,8 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
         sweep=args.sweep,
         goodput=args.goodput,
         request_timeout_s=args.request_timeout,
+        connect_timeout_s=args.connect_timeout,
     )
     try:
+        if args.max_failures < 0:
+            raise ValueError(f"--max-failures must be >= 0, got {args.max_failures}")
         for flag, path in (("--save", args.save), ("--csv", args.csv)):
             if path:
                 report.check_output_path(flag, path)
@@ -174,9 +193,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {error}") from None
     report.print_summary(results)
     if args.save:
-        report.save_json(
-            args.save, report.to_json(settings.to_dict(), results, detailed=args.detailed)
+        document = report.to_json(
+            settings.to_dict(), results, detailed=args.detailed, arguments=_arguments(args)
         )
+        report.save_json(args.save, document)
     if args.csv:
         report.write_csv(args.csv, results)
     if args.plot:
@@ -184,6 +204,17 @@ def _serve(args: argparse.Namespace) -> int:
     worst = max(result.metrics.failed for result in results)
     if worst > args.max_failures:
         limit = args.max_failures
-        print(f"error: a run had {worst} failed request(s), more than --max-failures {limit}")
+        print(
+            f"error: a run had {worst} failed request(s), more than --max-failures {limit}",
+            file=sys.stderr,
+        )
         return 1
     return 0
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, object]:
+    """Every option of the invocation as parsed, for --save; the API key only as whether
+    one was given."""
+    values = {k: v for k, v in vars(args).items() if not callable(v)}
+    values["api_key"] = "<set>" if args.api_key else None
+    return values

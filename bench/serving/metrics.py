@@ -7,6 +7,7 @@ definitions are spelled out in METRIC_DEFINITIONS and printed with ``--help``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,23 +18,44 @@ import numpy as np
 from switchyard.bench.serving.record import RequestRecord
 
 METRIC_DEFINITIONS = """\
-metrics (as vllm bench serve defines them; latencies in ms over successful requests):
-  TTFT        time to first token: first streamed chunk with content minus send time
-  TPOT        time per output token, per request: (E2EL - TTFT) / (output tokens - 1),
-              over requests with more than one output token
-  ITL         inter-token latency: gaps between consecutive content chunks, pooled over
-              all requests
-  E2EL        end-to-end latency: last content chunk minus send time
-  each reported as mean, median, p90, p99 and std
-  output tokens         usage.completion_tokens of each response (gRPC: Complete.usage)
-  duration              first send to last completion of the measured run (no warm-up)
-  request throughput    completed requests / duration
+metrics, computed as vllm bench serve computes them (latencies in ms, over successful
+requests only; failed requests count in nothing but "failed"):
+  chunk         http(s): every streamed data event whose "choices" list is not empty,
+                whatever its delta holds (vLLM's role-only first chunk, content, an empty
+                delta:{} finish chunk); not the usage-only event, not [DONE].
+                grpc: every Chunk message (one engine step, possibly several tokens)
+  TTFT          arrival of the first chunk minus the request's send time
+  E2EL          arrival of the last chunk minus the request's send time
+  ITL           gaps between consecutive chunks of a request, pooled over all requests
+  TPOT          per request: (E2EL - TTFT) / (output tokens - 1), over requests with
+                more than one output token
+  statistics    mean, median, p90, p99 (numpy percentiles, linear interpolation) and std
+                (population, numpy's default) of each of the four
+  output tokens usage.completion_tokens of the usage-only event (grpc: Complete.usage);
+                if that is missing or 0, the reply text re-tokenized without special
+                tokens by the workload's tokenizer (random, shared-prefix, multi-turn;
+                jsonl with --tokenizer); with no tokenizer, one per chunk with text
+                (an estimate; vllm bench serve always has a tokenizer)
+  input tokens  usage.prompt_tokens when reported (grpc: Complete.usage), else the
+                workload's prompt length
+  duration      from the first send to the last completion of the measured run
+                (warm-up excluded)
+  request throughput    successful requests / duration
   output throughput     output tokens / duration
-  total throughput      (prompt + output tokens) / duration
-  peak output tokens/s  most output tokens in one 1-second bucket since the first send,
-                        each content chunk placed at its arrival time
-  goodput               completed requests meeting every --goodput SLO, per second
-                        (TPOT counts as 0 for requests with one output token)
+  total throughput      (input + output tokens) / duration
+  peak output tokens/s  most tokens whose chunks arrived within one whole second counted
+                        from the earliest send of a successful request; http(s): one per
+                        chunk, as vLLM counts; grpc: the tokens each Chunk carries (vLLM
+                        would count 1 per chunk, too few when chunks carry several)
+  goodput       successful requests whose TTFT, TPOT and E2EL are each <= the --goodput
+                SLO given for it, divided by duration (TPOT is 0 for requests with one
+                output token)
+  failed        requests that got no successful reply, by kind: http_CODE, connection,
+                connect_timeout, timeout (--request-timeout), payload (connection cut
+                mid-stream), bad_stream (not JSON), stream_error (an "error" event in
+                the stream; vllm bench serve ignores those), no_content (no chunk),
+                exception; grpc: grpc_CODE (grpc_DEADLINE_EXCEEDED for
+                --request-timeout), no_complete (no Complete message), aborted, no_content
 
 server-side figures (the target's own counters, scraped right before and after each
 measured run; shown when it exposes them: grpc:// GetLoads, http(s):// /metrics with
@@ -97,8 +119,8 @@ def parse_slos(spec: str) -> dict[str, float]:
             slos[name] = float(value)
         except ValueError:
             raise ValueError(f"goodput SLO {name} needs a number of ms, got {value!r}") from None
-        if slos[name] <= 0:
-            raise ValueError(f"goodput SLO {name} must be > 0 ms, got {value}")
+        if not 0 < slos[name] < math.inf:  # NaN fails too
+            raise ValueError(f"goodput SLO {name} must be a finite number > 0 ms, got {value}")
     return slos
 
 

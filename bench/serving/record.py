@@ -12,8 +12,8 @@ from switchyard.bench.serving.workloads import BenchRequest
 class RequestRecord:
     """Timings of one request, in seconds from its own send time.
 
-    ``chunk_tokens[i]`` is how many tokens the i-th content chunk carried (1 per SSE
-    chunk, as ``vllm bench serve`` assumes; the exact count over gRPC); the chunks arrived
+    ``chunk_tokens[i]`` is how many tokens the i-th chunk carried (1 per SSE event with
+    choices, as ``vllm bench serve`` counts; the exact count over gRPC); the chunks arrived
     at ``ttft_s`` and then after each gap in ``itl_s``. ``generated_text`` is the reply,
     kept because a multi-turn conversation sends it back in its next turn (and ``--detailed``
     saves it, as ``vllm bench serve`` does).
@@ -32,7 +32,7 @@ class RequestRecord:
     error: str = ""
 
     def add_chunk(self, now: float, tokens: int, last: float | None) -> float:
-        """Record a content chunk that arrived at perf-counter time ``now``; returns ``now``."""
+        """Record a chunk that arrived at perf-counter time ``now``; returns ``now``."""
         if last is None:
             self.ttft_s = now - self.start_s
         else:

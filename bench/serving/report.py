@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import platform
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from switchyard.bench.environment import package_versions
+from switchyard.bench.environment import machine_description, package_versions
 from switchyard.bench.serving.runner import RunResult
 from switchyard.bench.serving.server_metrics import ServerFigures
 
@@ -49,20 +52,32 @@ def _server_cells(s: ServerFigures) -> dict[str, str]:
 
 
 def environment() -> dict[str, Any]:
-    """Where the numbers were taken, so saved results can be compared fairly."""
-    versions = package_versions(VERSIONED_PACKAGES)
+    """Where and when the numbers were taken, so saved results can be compared fairly."""
     return {
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "host": platform.node(),
-        "packages": versions,
+        **machine_description(),
+        "packages": package_versions(VERSIONED_PACKAGES),
     }
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float made valid JSON: ``inf`` (an unlimited request
+    rate) as the string "inf", NaN as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def _load_dict(result: RunResult) -> dict[str, Any]:
-    rate = result.load.request_rate
-    return {**asdict(result.load), "request_rate": "inf" if math.isinf(rate) else rate}
+    return json_safe(asdict(result.load))
 
 
 def _record_dict(result: RunResult, index: int) -> dict[str, Any]:
@@ -73,27 +88,48 @@ def _record_dict(result: RunResult, index: int) -> dict[str, Any]:
 
 
 def to_json(
-    settings: dict[str, Any], results: list[RunResult], *, detailed: bool = False
+    settings: dict[str, Any],
+    results: list[RunResult],
+    *,
+    detailed: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The saved document: ``settings`` (what defines the runs), ``arguments`` (every
+    command-line option, outputs included), the environment, and one entry per run."""
     runs = []
     for result in results:
-        run = {"load": _load_dict(result), "metrics": result.metrics.to_dict()}
+        run = {
+            "load": _load_dict(result),
+            "started_utc": result.started_utc,
+            "metrics": result.metrics.to_dict(),
+        }
         if result.server is not None:
             run["server"] = result.server.to_dict()
         if detailed:
             run["requests"] = [_record_dict(result, i) for i in range(len(result.records))]
         runs.append(run)
-    return {"settings": settings, "environment": environment(), "runs": runs}
+    document = {"settings": settings, "arguments": arguments or {}, "environment": environment()}
+    return json_safe(document | {"runs": runs})
+
+
+def _write_whole(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place, so a
+    failure never leaves half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, newline="")
+    os.replace(temporary, path)
 
 
 def save_json(path: str | Path, document: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+    """Strict JSON: a NaN or infinity that slipped past json_safe raises, not corrupts."""
+    _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def csv_row(result: RunResult) -> dict[str, Any]:
     """A run's load and metrics flattened into scalar columns."""
     metrics = result.metrics
-    row: dict[str, Any] = {**_load_dict(result)}
+    row: dict[str, Any] = {**_load_dict(result), "started_utc": result.started_utc}
     for name in (
         "completed",
         "failed",
@@ -118,10 +154,11 @@ def csv_row(result: RunResult) -> dict[str, Any]:
 
 def write_csv(path: str | Path, results: list[RunResult]) -> None:
     rows = [csv_row(result) for result in results]
-    with Path(path).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_whole(path, text.getvalue())
 
 
 def print_summary(results: list[RunResult], console: Console | None = None) -> None:

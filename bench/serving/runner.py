@@ -7,8 +7,8 @@ conversation starts on its scheduled time and sends each later turn as soon as t
 previous reply is in, each turn taking a slot of its own.
 
 If the first request of a run fails in a way every other one would too (refused
-connection, rejected API key, unknown model), the run stops with a TargetError
-instead of measuring a wall of failures.
+connection, a connection nobody answers, rejected API key, unknown model), the run stops
+with a TargetError instead of measuring a wall of failures.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from switchyard.bench.serving.arrivals import arrival_offsets
 from switchyard.bench.serving.conversations import Conversation
@@ -31,6 +32,8 @@ SWEEP_KEYS = {"concurrency": "max_concurrency", "request-rate": "request_rate"}
 # Failures of a run's first request that every later request would repeat, with a hint.
 FATAL_FIRST_FAILURES = {
     "connection": "is a server listening at --target?",
+    "connect_timeout": "nothing answered within --connect-timeout: is --target's host up "
+    "and its port reachable (not dropped by a firewall)?",
     "grpc_UNAVAILABLE": "is an engine serving at --target?",
     "http_401": "check --api-key (default $OPENAI_API_KEY)",
     "http_403": "check --api-key (default $OPENAI_API_KEY)",
@@ -64,6 +67,7 @@ class RunResult:
     metrics: Metrics
     records: list[RequestRecord]
     started_at: float  # perf-counter time of the first send, to express records relative to it
+    started_utc: str = ""  # wall-clock start of the measured run, ISO 8601 in UTC
     server: ServerFigures | None = None  # the target's counters over the run, if it has them
 
 
@@ -77,9 +81,9 @@ def parse_sweep(spec: str) -> tuple[str, list[float]]:
         parsed = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--sweep values must be numbers, got {values!r}") from None
-    if not parsed or any(v <= 0 for v in parsed):
+    if not parsed or not all(v > 0 for v in parsed):  # NaN fails v > 0 too
         raise ValueError(f"--sweep needs positive values, got {values!r}")
-    if field == "max_concurrency" and any(not v.is_integer() or math.isinf(v) for v in parsed):
+    if field == "max_concurrency" and any(math.isinf(v) or not v.is_integer() for v in parsed):
         raise ValueError(f"concurrency values must be whole numbers, got {values!r}")
     return field, parsed
 
@@ -98,14 +102,17 @@ def request_count(items: Sequence[WorkItem]) -> int:
     return sum(len(i.user_turns) if isinstance(i, Conversation) else 1 for i in items)
 
 
+def target_error(what: str, kind: str, message: str) -> TargetError:
+    """``what`` failed with ``kind``, explained, with the hint for that kind if it has one."""
+    hint = FATAL_FIRST_FAILURES.get(kind)
+    return TargetError(f"{what} ({kind}: {message[:200]})" + (f"; {hint}" if hint else ""))
+
+
 def fatal_error(record: RequestRecord) -> TargetError | None:
     """The TargetError to stop a run with if its first finished request failed for good."""
-    hint = FATAL_FIRST_FAILURES.get(record.error_kind)
-    if record.success or hint is None:
+    if record.success or record.error_kind not in FATAL_FIRST_FAILURES:
         return None
-    return TargetError(
-        f"the first request failed ({record.error_kind}: {record.error[:200]}); {hint}"
-    )
+    return target_error("the first request failed", record.error_kind, record.error)
 
 
 async def _send_all(
@@ -186,6 +193,7 @@ async def run_benchmark(
         await _send_all(backend, warm, [0.0] * warmup, load.max_concurrency)
     before = await scrape() if scrape else None
     offsets = arrival_offsets(len(items), load.request_rate, load.burstiness, seed=seed)
+    started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
     records, started, ended = await _send_all(
         backend, items, offsets, load.max_concurrency, on_done
     )
@@ -196,5 +204,6 @@ async def run_benchmark(
         metrics=metrics,
         records=records,
         started_at=started,
+        started_utc=started_utc,
         server=server_figures(before, after),
     )

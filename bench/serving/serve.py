@@ -14,7 +14,9 @@ from switchyard.bench.serving.jsonl import jsonl_workload
 from switchyard.bench.serving.metrics import parse_slos
 from switchyard.bench.serving.openai_backend import ENDPOINTS, OpenAIBackend
 from switchyard.bench.serving.progress import RunProgress
+from switchyard.bench.serving.reachability import unreachable
 from switchyard.bench.serving.record import Backend
+from switchyard.bench.serving.report import json_safe
 from switchyard.bench.serving.runner import (
     Load,
     RunResult,
@@ -22,6 +24,7 @@ from switchyard.bench.serving.runner import (
     request_count,
     run_benchmark,
     sweep_loads,
+    target_error,
 )
 from switchyard.bench.serving.server_metrics import Scraper, grpc_scraper, prometheus_scraper
 from switchyard.bench.serving.workloads import (
@@ -67,56 +70,73 @@ class ServeSettings:
     sweep: str | None = None
     goodput: str | None = None
     request_timeout_s: float | None = 600.0
+    connect_timeout_s: float | None = 10.0
 
     def check(self) -> None:
         """Reject settings that would hang or measure nothing, before any request is sent."""
         check_target(self.target)
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {self.endpoint!r}")
-        positive = {
-            "num_prompts": self.num_prompts,
-            "random_input_len": self.random_input_len,
-            "random_output_len": self.random_output_len,
-            "gsp_num_groups": self.gsp_num_groups,
-            "gsp_prompts_per_group": self.gsp_prompts_per_group,
-            "gsp_system_prompt_len": self.gsp_system_prompt_len,
-            "gsp_question_len": self.gsp_question_len,
-            "gsp_output_len": self.gsp_output_len,
-            "mt_num_conversations": self.mt_num_conversations,
-            "mt_turns": self.mt_turns,
-            "mt_user_len": self.mt_user_len,
-            "mt_output_len": self.mt_output_len,
-            "jsonl_output_len": self.jsonl_output_len,
-            "max_concurrency": self.max_concurrency,
-            "request_rate": self.request_rate,
-            "burstiness": self.burstiness,
-            "request_timeout_s": self.request_timeout_s,
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {self.workload!r}; choose one of {WORKLOADS}")
+        positive = {  # by the flag that sets each
+            "--num-prompts": self.num_prompts,
+            "--random-input-len": self.random_input_len,
+            "--random-output-len": self.random_output_len,
+            "--gsp-num-groups": self.gsp_num_groups,
+            "--gsp-prompts-per-group": self.gsp_prompts_per_group,
+            "--gsp-system-prompt-len": self.gsp_system_prompt_len,
+            "--gsp-question-len": self.gsp_question_len,
+            "--gsp-output-len": self.gsp_output_len,
+            "--mt-num-conversations": self.mt_num_conversations,
+            "--mt-turns": self.mt_turns,
+            "--mt-user-len": self.mt_user_len,
+            "--mt-output-len": self.mt_output_len,
+            "--jsonl-output-len": self.jsonl_output_len,
+            "--max-concurrency": self.max_concurrency,
+            "--request-rate": self.request_rate,
+            "--burstiness": self.burstiness,
+            "--request-timeout": self.request_timeout_s,
+            "--connect-timeout": self.connect_timeout_s,
         }
-        for name, value in positive.items():
-            if value is not None and not value > 0:  # NaN too
-                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {value}")
+        for flag, value in positive.items():
+            if value is None:
+                continue
+            if not value > 0:  # NaN too
+                raise ValueError(f"{flag} must be > 0, got {value}")
+            if math.isinf(value) and flag != "--request-rate":  # only a rate means "no limit"
+                raise ValueError(f"{flag} must be finite, got {value}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+            raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if not 0 <= self.random_range_ratio < 1:  # NaN too
+            raise ValueError(
+                f"--random-range-ratio must be in [0, 1), got {self.random_range_ratio}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe settings (``inf`` as a string); the API key is never part of them."""
-        values = dict(self.__dict__)
-        if math.isinf(self.request_rate):
-            values["request_rate"] = "inf"
-        return values
+        """The settings as saved (JSON-safe); the API key is never part of them."""
+        return json_safe(dict(self.__dict__))
 
 
 def check_target(target: str) -> str:
     """The target's scheme, ``http``, ``https`` or ``grpc``; raises ValueError otherwise."""
     parsed = urlparse(target)
-    if parsed.scheme not in ("http", "https", "grpc") or not parsed.netloc:
-        raise ValueError(
-            f"--target must be http(s)://HOST:PORT or grpc://HOST:PORT, got {target!r}"
-        )
+    usage = f"--target must be http(s)://HOST[:PORT] or grpc://HOST:PORT, got {target!r}"
+    if parsed.scheme not in ("http", "https", "grpc") or not parsed.hostname:
+        raise ValueError(usage)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(usage) from None
+    if parsed.scheme == "grpc" and port is None:
+        raise ValueError(usage)
     return parsed.scheme
 
 
-def make_backend(settings: ServeSettings, api_key: str | None = None) -> Backend:
+def make_backend(
+    settings: ServeSettings, api_key: str | None = None, tokenizer: Any | None = None
+) -> Backend:
+    """The target's backend; ``tokenizer`` counts output tokens a server does not report."""
     if check_target(settings.target) == "grpc":
         return GrpcBackend(settings.target, timeout_s=settings.request_timeout_s)
     return OpenAIBackend(
@@ -125,6 +145,8 @@ def make_backend(settings: ServeSettings, api_key: str | None = None) -> Backend
         endpoint=settings.endpoint,
         api_key=api_key,
         timeout_s=settings.request_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        tokenizer=tokenizer,
     )
 
 
@@ -135,12 +157,19 @@ def make_scraper(target: str, api_key: str | None = None) -> Scraper:
     return prometheus_scraper(target, api_key)
 
 
-def build_workload(settings: ServeSettings) -> list[WorkItem]:
-    """The workload's requests or conversations; synthetic ones need the model's tokenizer."""
-    tokenizer_name = settings.tokenizer or settings.model
+def workload_tokenizer(settings: ServeSettings) -> Any | None:
+    """The tokenizer of the workload: --tokenizer, else --model; a jsonl workload uses one
+    only when --tokenizer names it (a model name alone may not resolve to a tokenizer)."""
+    if settings.workload == "jsonl":
+        return load_tokenizer(settings.tokenizer) if settings.tokenizer else None
+    return load_tokenizer(settings.tokenizer or settings.model)
+
+
+def build_workload(settings: ServeSettings, tokenizer: Any | None) -> list[WorkItem]:
+    """The workload's requests or conversations; synthetic ones need ``tokenizer``."""
     if settings.workload == "random":
         return random_workload(
-            load_tokenizer(tokenizer_name),
+            tokenizer,
             num_prompts=settings.num_prompts,
             input_len=settings.random_input_len,
             output_len=settings.random_output_len,
@@ -149,7 +178,7 @@ def build_workload(settings: ServeSettings) -> list[WorkItem]:
         )
     if settings.workload == "shared-prefix":
         return shared_prefix_workload(
-            load_tokenizer(tokenizer_name),
+            tokenizer,
             num_groups=settings.gsp_num_groups,
             prompts_per_group=settings.gsp_prompts_per_group,
             system_prompt_len=settings.gsp_system_prompt_len,
@@ -158,7 +187,6 @@ def build_workload(settings: ServeSettings) -> list[WorkItem]:
             seed=settings.seed,
         )
     if settings.workload == "multi-turn":
-        tokenizer = load_tokenizer(tokenizer_name)
         # Chat endpoints and gRPC send the messages; completions needs them as one text.
         as_text = settings.endpoint == "completions" and check_target(settings.target) != "grpc"
         return multi_turn_workload(
@@ -173,11 +201,11 @@ def build_workload(settings: ServeSettings) -> list[WorkItem]:
     if settings.workload == "jsonl":
         if not settings.dataset_path:
             raise ValueError("the jsonl workload needs --dataset-path")
-        # A tokenizer only refines counts here; go without one if only a name was given.
+        # A tokenizer only refines counts here; the workload goes without one.
         return jsonl_workload(
             settings.dataset_path,
             num_prompts=settings.num_prompts,
-            tokenizer=load_tokenizer(settings.tokenizer) if settings.tokenizer else None,
+            tokenizer=tokenizer,
             output_len=settings.jsonl_output_len,
             seed=settings.seed,
         )
@@ -193,7 +221,8 @@ async def run_serve(
 ) -> list[RunResult]:
     """Run one benchmark per load (one, or one per ``--sweep`` value) on one workload.
 
-    ``requests`` replaces the workload the settings describe (for callers with their own);
+    ``requests`` replaces the workload the settings describe (for callers with their own;
+    output tokens a server does not report are then counted with --tokenizer if given);
     ``progress`` defaults to a bar on stderr when that is a terminal.
     """
     settings.check()
@@ -201,8 +230,13 @@ async def run_serve(
     base = Load(settings.request_rate, settings.burstiness, settings.max_concurrency)
     loads = sweep_loads(base, settings.sweep)
     if requests is None:
-        requests = build_workload(settings)
-    backend = make_backend(settings, api_key)
+        tokenizer = workload_tokenizer(settings)
+        requests = build_workload(settings, tokenizer)
+    else:
+        tokenizer = load_tokenizer(settings.tokenizer) if settings.tokenizer else None
+    if (failure := await unreachable(settings.target, settings.connect_timeout_s)) is not None:
+        raise target_error("could not connect to --target", *failure)
+    backend = make_backend(settings, api_key, tokenizer)
     scrape = make_scraper(settings.target, api_key)
     progress = progress or RunProgress()
     total = request_count(requests)

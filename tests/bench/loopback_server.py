@@ -1,9 +1,17 @@
 """A loopback OpenAI-compatible streaming server with injected timings and counters.
 
-Every response waits TTFT_S before its first content chunk and GAP_S between the next
-ones, streams exactly ``max_tokens`` one-token chunks ("t0 ", "t1 ", ...) and reports that
-count in usage, so the benchmark's measurements can be checked against known truth.
-Prompts containing FAIL get HTTP 500; a bearer token other than API_KEY gets HTTP 401.
+Streams are shaped as vLLM's server shapes them (``vllm/entrypoints/openai``): a chat
+reply starts with a role-only chunk (``delta: {"role": "assistant", "content": ""}``)
+sent together with the first token's chunk, once the first token exists; each token
+then gets a chunk ("t0 ", "t1 ", ...), the last one carrying ``finish_reason``; a final
+usage-only event (``choices: []``) reports the token counts; ``[DONE]`` ends it. A
+completion reply has no role chunk.
+
+Every response waits its TTFT before the first chunk and its gap between token chunks,
+and streams exactly ``max_tokens`` tokens. Defaults are TTFT_S and GAP_S; ``key=value``
+words in the prompt change one request (see Script), so tests can inject spreads of
+timings, stream shapes and faults. Prompts containing FAIL get HTTP 500; a bearer token
+other than API_KEY gets HTTP 401.
 
 ``GET /metrics`` serves vLLM's prefix-cache and speculative-decoding counters in
 Prometheus text, split over two engine label sets, each completion request adding
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +36,7 @@ TTFT_S = 0.050
 GAP_S = 0.010
 PROMPT_TOKENS = 7
 API_KEY = "sk-loopback"
+STALL_S = 30.0  # longer than any test's request timeout
 # Counter increments per request: hit rate 1/4, acceptance rate 3/4, mean length 1 + 9/4.
 PER_REQUEST = {
     "vllm:prefix_cache_queries": 100,
@@ -36,6 +46,39 @@ PER_REQUEST = {
     "vllm:spec_decode_num_accepted_tokens": 9,
 }
 ENGINES = ("0", "1")
+DIRECTIVE = re.compile(r"\b(ttft_ms|gap_ms|per_chunk|usage|finish|fault)=(\w+)")
+
+
+@dataclass(frozen=True)
+class Script:
+    """How a fake server answers one request, from ``key=value`` words in its prompt.
+
+    ``ttft_ms=120`` / ``gap_ms=30``: the request's TTFT and gap between token chunks.
+    ``usage=none``: no usage-only event. ``finish=separate``: the last token chunk has no
+    finish_reason; an empty ``delta: {}`` chunk carries it one gap later.
+    ``per_chunk=4`` (gRPC only): tokens per Chunk message.
+    ``fault=...``: stall (never answers), cut (drops the connection mid-stream), badjson,
+    error (an error event), empty (no chunk); over gRPC: stall, no_complete, abort, empty.
+    """
+
+    ttft_s: float = TTFT_S
+    gap_s: float = GAP_S
+    per_chunk: int = 1
+    usage: bool = True
+    separate_finish: bool = False
+    fault: str = ""
+
+    @classmethod
+    def of(cls, prompt: str) -> Script:
+        words = dict(DIRECTIVE.findall(prompt))
+        return cls(
+            ttft_s=float(words.get("ttft_ms", TTFT_S * 1000)) / 1000,
+            gap_s=float(words.get("gap_ms", GAP_S * 1000)) / 1000,
+            per_chunk=int(words.get("per_chunk", 1)),
+            usage=words.get("usage") != "none",
+            separate_finish=words.get("finish") == "separate",
+            fault=words.get("fault", ""),
+        )
 
 
 @dataclass
@@ -71,18 +114,47 @@ def _event(payload: dict) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
-async def _stream(chat: bool, tokens: int) -> AsyncIterator[bytes]:
+def _choice(chat: bool, text: str | None, finish: str | None = None) -> dict:
+    """One choice as vLLM streams it; ``text`` None is the empty ``delta: {}``."""
+    if chat:
+        delta = {} if text is None else {"content": text}
+        return {"index": 0, "delta": delta, "finish_reason": finish}
+    return {"index": 0, "text": text or "", "finish_reason": finish}
+
+
+async def _stream(chat: bool, tokens: int, script: Script) -> AsyncIterator[bytes]:
     start = time.perf_counter()
-    if chat:  # a role-only chunk first, as vLLM sends: no content, so not the first token
-        yield _event({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-    for i in range(tokens):
-        await asyncio.sleep(max(0.0, start + TTFT_S + i * GAP_S - time.perf_counter()))
-        choice = {"index": 0, "delta": {"content": f"t{i} "}} if chat else {"text": f"t{i} "}
-        yield _event({"choices": [choice]})
-    finish = {"index": 0, "delta": {}, "finish_reason": "length"}
-    yield _event({"choices": [finish if chat else {"index": 0, "finish_reason": "length"}]})
-    usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": tokens}
-    yield _event({"choices": [], "usage": usage})
+
+    async def until(offset_s: float) -> None:
+        # Absolute deadlines, so one late wake-up does not delay every later chunk.
+        await asyncio.sleep(max(0.0, start + offset_s - time.perf_counter()))
+
+    if script.fault == "stall":
+        await asyncio.sleep(STALL_S)
+    await until(script.ttft_s)
+    if script.fault == "badjson":
+        yield b"data: {this is not json\n\n"
+        return
+    if script.fault == "error":
+        yield _event({"error": {"message": "injected stream error", "code": 500}})
+        yield b"data: [DONE]\n\n"
+        return
+    if script.fault != "empty":
+        if chat:
+            role = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+            yield _event({"choices": [role | {"finish_reason": None}]})
+        for i in range(tokens):
+            await until(script.ttft_s + i * script.gap_s)
+            last = i == tokens - 1 and not script.separate_finish
+            yield _event({"choices": [_choice(chat, f"t{i} ", "length" if last else None)]})
+            if script.fault == "cut":
+                raise ConnectionAbortedError("injected: connection dropped mid-stream")
+        if script.separate_finish:
+            await until(script.ttft_s + tokens * script.gap_s)
+            yield _event({"choices": [_choice(chat, None, "length")]})
+    if script.usage:
+        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": tokens}
+        yield _event({"choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
 
 
@@ -101,8 +173,10 @@ def create_app(server: FakeServer) -> Starlette:
         engine = ENGINES[len(server.bodies) % len(ENGINES)]
         for name, step in PER_REQUEST.items():
             server.counters[name, engine] += step
+        # vllm bench serve asks chat for max_completion_tokens, we ask for max_tokens.
+        tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 16
         return StreamingResponse(
-            _stream(chat, body.get("max_tokens", 16)), media_type="text/event-stream"
+            _stream(chat, tokens, Script.of(prompt)), media_type="text/event-stream"
         )
 
     async def metrics(request: Request) -> Response:

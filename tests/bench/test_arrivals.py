@@ -45,7 +45,26 @@ def test_sweeps_replace_one_load_field() -> None:
     assert sweep_loads(base, None) == [base]
 
 
-@pytest.mark.parametrize("spec", ["concurrency", "batch=1,2", "concurrency=1.5", "request-rate=0"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "concurrency",
+        "batch=1,2",
+        "concurrency=1.5",
+        "concurrency=inf",
+        "concurrency=nan",
+        "request-rate=0",
+        "request-rate=nan",
+        "request-rate=2,nan",
+        "request-rate=-inf",
+    ],
+)
 def test_malformed_sweeps_are_rejected(spec: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"--sweep|concurrency values"):
         parse_sweep(spec)
+
+
+def test_an_infinite_request_rate_sweeps_to_all_at_once() -> None:
+    loads = sweep_loads(Load(), "request-rate=2,inf")
+    assert [x.request_rate for x in loads] == [2.0, math.inf]
+    assert loads[1].label() == "rate=inf concurrency=unlimited"

@@ -93,7 +93,9 @@ def test_peak_output_throughput_uses_one_second_buckets_from_the_first_send() ->
     assert peak_output_throughput([]) == 0.0
 
 
-@pytest.mark.parametrize("spec", ["ttft", "ttft:abc", "latency:5", "ttft:-1"])
+@pytest.mark.parametrize(
+    "spec", ["ttft", "ttft:abc", "latency:5", "ttft:-1", "ttft:0", "tpot:nan", "e2el:inf"]
+)
 def test_parse_slos_rejects_malformed_specs(spec: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="goodput SLO"):
         parse_slos(spec)
