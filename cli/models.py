@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from switchyard.engine.models.prepare import ModelNotFound, embedded_status, prepare
+from switchyard.engine.models.prepare import (
+    ModelNotFound,
+    ModelStatus,
+    embedded_status,
+    prepare,
+)
 from switchyard.engine.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS
 
 
@@ -28,15 +33,27 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     preparing.set_defaults(run=_prepare)
 
 
+def _size(row: ModelStatus) -> str:
+    """The checkpoint's size once prepared; before that, the GGUF's it is made from."""
+    if row.prepared:
+        return f"{row.size_bytes / 1e6:.0f} MB"
+    if row.source_bytes is not None:
+        return f"{row.source_bytes / 1e6:.0f} MB (GGUF)"
+    return "unknown"
+
+
 def _list(args: argparse.Namespace) -> int:
-    print(f"{'NAME':<24} {'ARCHITECTURE':<20} {'SIZE':>9}  {'STATE':<10} PATH")
+    print(f"{'NAME':<24} {'ARCHITECTURE':<20} {'SIZE':>14}  {'STATE':<10} PATH")
     for row in embedded_status():
-        size = f"{row.size_bytes / 1e6:.0f} MB" if row.size_bytes else "-"
         state = "prepared" if row.prepared else "missing"
         default = " (default)" if row.name == DEFAULT_MODEL else ""
-        print(f"{row.name:<24} {row.architecture:<20} {size:>9}  {state:<10} {row.path}{default}")
-        if row.problem and row.problem != "not prepared":
-            print(f"{'':<24} problem: {row.problem}")
+        print(
+            f"{row.name:<24} {row.architecture:<20} {_size(row):>14}  {state:<10} "
+            f"{row.path}{default}"
+        )
+        for problem in (row.problem, row.source_problem):
+            if problem and problem != "not prepared":
+                print(f"{'':<24} problem: {problem}")
     return 0
 
 

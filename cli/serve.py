@@ -95,20 +95,23 @@ def _start_engine(model: str, port: int, enforce_eager: bool) -> EngineProcess:
 
 
 async def _wait_serving(engines: list[EngineProcess]) -> None:
-    from switchyard.engine.client import EngineClient
+    from switchyard.engine.client import EngineClient, EngineNotReady
 
     deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
     for engine in engines:
         async with EngineClient(engine.target) as client:
-            while not await client.is_serving():
+            try:
+                await client.wait_ready(
+                    max(0.0, deadline - time.monotonic()),
+                    alive=lambda process=engine.process: process.poll() is None,
+                )
+            except EngineNotReady:
                 if engine.process.poll() is not None:
                     raise SystemExit(
                         f"error: the {engine.model} engine exited with code "
                         f"{engine.process.returncode} before it was ready (its log is above)"
-                    )
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"error: the {engine.model} engine is not ready in time")
-                await asyncio.sleep(0.5)
+                    ) from None
+                raise SystemExit(f"error: the {engine.model} engine is not ready in time") from None
 
 
 def _banner(base_url: str, model_id: str, key: str | None) -> str:

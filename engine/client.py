@@ -8,8 +8,10 @@ the engine.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -20,6 +22,10 @@ from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
 SERVICE_NAME = engine_pb2.DESCRIPTOR.services_by_name["Engine"].full_name
 # Fields of SamplingParams a caller may pass to generate() as keyword arguments.
 SAMPLING_FIELDS = frozenset(engine_pb2.SamplingParams.DESCRIPTOR.fields_by_name)
+
+
+class EngineNotReady(TimeoutError):
+    """The engine did not report SERVING before the deadline, or stopped trying to."""
 
 
 @dataclass
@@ -74,10 +80,31 @@ class EngineClient:
             options=[
                 ("grpc.max_receive_message_length", 64 << 20),
                 ("grpc.keepalive_time_ms", 30_000),
+                # gRPC's default backoff grows to 2 minutes between reconnection tries;
+                # an engine that is starting (or restarted) should be seen within seconds.
+                ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
         self._stub = engine_pb2_grpc.EngineStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    @classmethod
+    async def connect(
+        cls,
+        target: str,
+        *,
+        ready_timeout_s: float,
+        timeout_s: float | None = None,
+        alive: Callable[[], bool] | None = None,
+    ) -> EngineClient:
+        """A client for ``target`` once its engine serves; see :meth:`wait_ready`."""
+        client = cls(target, timeout_s=timeout_s)
+        try:
+            await client.wait_ready(ready_timeout_s, alive=alive)
+        except BaseException:
+            await client.close()
+            raise
+        return client
 
     async def __aenter__(self) -> EngineClient:
         return self
@@ -140,6 +167,33 @@ class EngineClient:
         return await self._stub.GetLoads(
             engine_pb2.GetLoadsRequest(), timeout=self._deadline(timeout_s)
         )
+
+    async def wait_ready(
+        self,
+        timeout_s: float,
+        *,
+        alive: Callable[[], bool] | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        """Wait until the engine is reachable and has loaded its model (health SERVING).
+
+        An engine takes a minute or more to load, and its port may not be open yet;
+        ``alive`` (e.g. "its process is still running") is asked between checks, so a
+        caller that started the engine learns at once that it died instead of waiting
+        out the deadline. Raises :class:`EngineNotReady` in either case.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if await self.is_serving(timeout_s=max(0.1, min(2.0, left))):
+                return
+            if alive is not None and not alive():
+                raise EngineNotReady(f"the engine at {self.target} stopped before it was ready")
+            if time.monotonic() >= deadline:
+                raise EngineNotReady(
+                    f"the engine at {self.target} was not serving after {timeout_s:g} s"
+                )
+            await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
     async def is_serving(self, *, timeout_s: float = 2.0) -> bool:
         """True once the engine has loaded its model and accepts requests."""

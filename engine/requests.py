@@ -10,13 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from jinja2 import TemplateError
 from vllm import SamplingParams
+from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind
 
 from switchyard.engine.v1 import engine_pb2
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
+SAMPLING_FIELDS = frozenset(engine_pb2.SamplingParams.DESCRIPTOR.fields_by_name)
 MAX_LOGPROBS = 20
+# vLLM's own bound; above it SamplingParams refuses the request.
+MAX_TEMPERATURE = 2.0
 
 
 class InvalidRequest(ValueError):
@@ -25,6 +30,15 @@ class InvalidRequest(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+
+
+def rejected_by_vllm(error: Exception, field: str) -> InvalidRequest:
+    """vLLM's own refusal of a request, under our field's name where vLLM names one of ours
+    (its validation errors carry the parameter; its messages name it too)."""
+    parameter = getattr(error, "parameter", None)
+    if parameter in SAMPLING_FIELDS:
+        field = f"sampling.{parameter}"
+    return InvalidRequest(field, str(error.args[0]) if error.args else str(error))
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,16 @@ def _chat_token_ids(chat: engine_pb2.ChatInput, tokenizer) -> list[int]:
     if not tokenizer.chat_template:
         raise InvalidRequest("input.chat", "this model has no chat template; send text")
     messages = [{"role": m.role, "content": m.content} for m in chat.messages]
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    try:
+        rendered = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+    except TemplateError as error:
+        # Templates raise on conversations they do not support (roles that must
+        # alternate, a system message where none is allowed): the request's fault.
+        raise InvalidRequest(
+            "input.chat", f"the model's chat template rejected the messages: {error}"
+        ) from error
     # The template writes its own BOS where the model wants one.
     return tokenizer(rendered, add_special_tokens=False).input_ids
 
@@ -94,6 +117,7 @@ def _chat_token_ids(chat: engine_pb2.ChatInput, tokenizer) -> list[int]:
 def _check_range(
     field: str, value: float, low: float, high: float, *, open_low: bool = False
 ) -> None:
+    # NaN fails every comparison, so it is named; infinities fall outside the bounds.
     if math.isnan(value) or value > high or value < low or (open_low and value == low):
         bracket = "(" if open_low else "["
         raise InvalidRequest(
@@ -111,8 +135,7 @@ def sampling_params(
             raise InvalidRequest("sampling.max_tokens", f"must be >= 1, got {sampling.max_tokens}")
         max_tokens = sampling.max_tokens
     temperature = sampling.temperature if sampling.HasField("temperature") else 1.0
-    if math.isnan(temperature) or temperature < 0:
-        raise InvalidRequest("sampling.temperature", f"must be >= 0, got {temperature}")
+    _check_range("temperature", temperature, 0.0, MAX_TEMPERATURE)
     top_p = sampling.top_p if sampling.HasField("top_p") else 1.0
     _check_range("top_p", top_p, 0.0, 1.0, open_low=True)
     top_k = sampling.top_k if sampling.HasField("top_k") else 0
@@ -129,8 +152,10 @@ def sampling_params(
     frequency = sampling.frequency_penalty if sampling.HasField("frequency_penalty") else 0.0
     _check_range("frequency_penalty", frequency, -2.0, 2.0)
     repetition = sampling.repetition_penalty if sampling.HasField("repetition_penalty") else 1.0
-    if math.isnan(repetition) or repetition <= 0:
-        raise InvalidRequest("sampling.repetition_penalty", f"must be > 0, got {repetition}")
+    if not math.isfinite(repetition) or repetition <= 0:
+        raise InvalidRequest(
+            "sampling.repetition_penalty", f"must be a finite number > 0, got {repetition}"
+        )
     logprobs = None
     if sampling.HasField("logprobs"):
         if not 0 <= sampling.logprobs <= MAX_LOGPROBS:
@@ -149,24 +174,28 @@ def sampling_params(
     stop_token_ids = list(sampling.stop_token_ids)
     if not sampling.ignore_eos:
         stop_token_ids += [i for i in limits.eos_token_ids if i not in stop_token_ids]
-    return SamplingParams(
-        n=1,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        max_tokens=min(max_tokens, room),
-        stop=list(sampling.stop) or None,
-        stop_token_ids=stop_token_ids or None,
-        seed=sampling.seed if sampling.HasField("seed") else None,
-        presence_penalty=presence,
-        frequency_penalty=frequency,
-        repetition_penalty=repetition,
-        ignore_eos=sampling.ignore_eos,
-        logprobs=logprobs,
-        include_stop_str_in_output=sampling.include_stop_str_in_output,
-        output_kind=RequestOutputKind.DELTA,
-    )
+    try:
+        return SamplingParams(
+            n=1,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            max_tokens=min(max_tokens, room),
+            stop=list(sampling.stop) or None,
+            stop_token_ids=stop_token_ids or None,
+            seed=sampling.seed if sampling.HasField("seed") else None,
+            presence_penalty=presence,
+            frequency_penalty=frequency,
+            repetition_penalty=repetition,
+            ignore_eos=sampling.ignore_eos,
+            logprobs=logprobs,
+            include_stop_str_in_output=sampling.include_stop_str_in_output,
+            output_kind=RequestOutputKind.DELTA,
+        )
+    except (VLLMValidationError, ValueError) as error:
+        # A rule of vLLM's that the checks above do not repeat: still the request's fault.
+        raise rejected_by_vllm(error, "sampling") from error
 
 
 def prepare_request(

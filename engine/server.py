@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from vllm.exceptions import VLLMClientError
 from vllm.outputs import CompletionOutput, RequestOutput
+from vllm.v1.engine.exceptions import EngineGenerateError
 
 from switchyard.engine.config import RuntimeConfig
-from switchyard.engine.requests import InvalidRequest, prepare_request
+from switchyard.engine.requests import InvalidRequest, prepare_request, rejected_by_vllm
 from switchyard.engine.runtime import DuplicateRequestId, ModelRuntime
 from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
 
@@ -33,6 +35,9 @@ FINISH_REASONS = {
     "length": engine_pb2.LENGTH,
     "abort": engine_pb2.ABORT,
 }
+# After the grace period, how long aborted streams get to send their final message
+# before the server cuts every call that is still open.
+ABORT_FLUSH_S = 5.0
 
 
 def _logprobs(output, top_k: int | None) -> list[engine_pb2.TokenLogprob]:
@@ -125,9 +130,28 @@ class _RequestTrace:
         return complete
 
 
+def _request_fault(error: Exception, *, streamed: bool) -> Exception | None:
+    """The error by which vLLM refused the request itself, if ``error`` is one.
+
+    vLLM raises its validation errors as they are; any other ValueError while it adds the
+    request (before any output) reaches us wrapped in an EngineGenerateError.
+    """
+    if isinstance(error, VLLMClientError):
+        return error
+    if (
+        not streamed
+        and isinstance(error, EngineGenerateError)
+        and isinstance(error.__cause__, ValueError)
+    ):
+        return error.__cause__
+    return None
+
+
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self) -> None:
         self.runtime: ModelRuntime | None = None
+        # Set at shutdown: no new request reaches vLLM while the running ones drain.
+        self.draining = False
 
     async def _ready(self, context: grpc.aio.ServicerContext) -> ModelRuntime:
         if self.runtime is None:
@@ -140,6 +164,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self, request: engine_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[engine_pb2.GenerateResponse]:
         runtime = await self._ready(context)
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the engine is shutting down")
         received = time.monotonic()
         try:
             request_id = runtime.new_request_id(request.request_id)
@@ -166,7 +192,13 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
             # The client went away or the server is stopping: vLLM's generate() has
             # already aborted the request on its way out.
             raise
-        except Exception as error:  # the engine failed; say so instead of hanging
+        except Exception as error:
+            fault = _request_fault(error, streamed=trace.final is not None)
+            if fault is not None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, str(rejected_by_vllm(fault, "input"))
+                )
+            # The engine failed: say so instead of hanging.
             log.exception("request %s failed in the engine", request_id)
             code = grpc.StatusCode.UNAVAILABLE if runtime.llm.errored else grpc.StatusCode.INTERNAL
             await context.abort(code, f"engine error: {type(error).__name__}: {error}")
@@ -273,15 +305,39 @@ async def serve(
             if await _until_stop_or_engine_death(stop, runtime):
                 log.error("the vLLM engine died; exiting so a supervisor can restart it")
                 exit_code = 1
-        log.info("shutting down: draining in-flight requests for up to %.0fs", shutdown_grace_s)
         await health_servicer.enter_graceful_shutdown()
-        # stop(grace) refuses new calls, lets running ones finish, then cancels the rest
-        # (which aborts them in vLLM).
-        await server.stop(shutdown_grace_s if exit_code == 0 else 0)
+        if exit_code == 0:
+            await _drain(server, servicer, runtime, shutdown_grace_s)
+        else:
+            await server.stop(0)
     finally:
         with contextlib.suppress(Exception):
             runtime.shutdown()
     return exit_code
+
+
+async def _drain(
+    server: grpc.aio.Server, servicer: EngineServicer, runtime: ModelRuntime, grace_s: float
+) -> None:
+    """Refuse new calls, give in-flight requests ``grace_s`` to finish, abort the rest.
+
+    Aborting them in vLLM, rather than letting ``server.stop`` cancel their calls at its
+    deadline, ends each stream with its Complete message (finish_reason ABORT), as the
+    API promises; stop()'s deadline stays as the backstop for a stream that still hangs.
+    """
+    log.info("shutting down: draining in-flight requests for up to %.0fs", grace_s)
+    servicer.draining = True
+    stopping = asyncio.ensure_future(server.stop(grace_s + ABORT_FLUSH_S))
+    try:
+        deadline = time.monotonic() + grace_s
+        while runtime.running_request_ids() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        left = runtime.running_request_ids()
+        if left:
+            log.info("aborting %d request(s) still running after the grace period", len(left))
+            await runtime.abort(left)
+    finally:
+        await stopping
 
 
 async def _until_stop_or_engine_death(
@@ -300,14 +356,30 @@ async def _until_stop_or_engine_death(
     return False
 
 
+def python_example(target: str) -> str:
+    """A complete script that calls the engine at ``target`` (the client is async)."""
+    return (
+        "import asyncio\n"
+        "from switchyard.engine.client import EngineClient\n"
+        "\n"
+        "async def main():\n"
+        f"    async with EngineClient({target!r}) as engine:\n"
+        "        result = await engine.complete(text='Hello', max_tokens=16)\n"
+        "        print(result.text)\n"
+        "\n"
+        "asyncio.run(main())"
+    )
+
+
 def _ready_banner(model: str, host: str, port: int) -> str:
     target = f"{host}:{port}"
     request = (
         '{"chat": {"messages": [{"role": "user", "content": "What is the capital of France?"}]},'
         ' "sampling": {"max_tokens": 32, "temperature": 0}}'
     )
+    script = "\n".join(f"    {line}".rstrip() for line in python_example(target).splitlines())
     return (
         f"switchyard engine ready: model {model} on {target}\n"
         f"  grpcurl -plaintext -d '{request}' {target} switchyard.engine.v1.Engine/Generate\n"
-        f"  python: EngineClient('{target}').complete(text='Hello', max_tokens=16)"
+        f"  python:\n{script}"
     )

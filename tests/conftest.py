@@ -17,20 +17,18 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import asyncio
 import contextlib
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from switchyard.engine.client import EngineClient
+from switchyard.engine.client import EngineClient, EngineNotReady
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
 START_TIMEOUT_S = 600
@@ -60,19 +58,15 @@ class EngineProcess:
 
     async def wait_serving(self) -> EngineClient:
         """A client, once the engine's health says SERVING; fails if it dies first."""
-        client = EngineClient(self.target)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not await client.is_serving():
-            if self.process.poll() is not None:
-                await client.close()
-                pytest.fail(
-                    f"{self.model} engine exited {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                await client.close()
-                pytest.fail(f"{self.model} engine not serving after {START_TIMEOUT_S} s")
-            await asyncio.sleep(0.5)
-        return client
+        try:
+            return await EngineClient.connect(
+                self.target,
+                ready_timeout_s=START_TIMEOUT_S,
+                alive=lambda: self.process.poll() is None,
+            )
+        except EngineNotReady as error:
+            problem = f"{self.model}: {error} (exit code {self.process.poll()})"
+        pytest.fail(f"{problem}:\n{self.log_tail()}")
 
 
 def _engine_environment() -> dict[str, str]:
@@ -82,7 +76,7 @@ def _engine_environment() -> dict[str, str]:
 
 def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
     port = free_port()
-    log_path = log_dir / f"engine-{model}.log"
+    log_path = log_dir / f"engine-{Path(model).name}.log"  # model may be a checkpoint path
     command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
     command += ["--model", model, "--port", str(port), "--enforce-eager"]
     command += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from switchyard.engine.client import EngineClient
+from switchyard.engine.client import EngineClient, EngineNotReady
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -185,20 +185,15 @@ async def engine(workdir: Path, name: str, args: Sequence[str]) -> AsyncIterator
 
 
 async def _wait_serving(server: EngineServer, name: str, log_path: Path) -> None:
-    deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
     async with EngineClient(server.target) as client:
-        while not await client.is_serving():
-            if server.process.returncode is not None:
-                raise StartError(
-                    f"engine {name} exited with status {server.process.returncode}:\n"
-                    f"{_log_tail(log_path)}"
-                )
-            if time.monotonic() > deadline:
-                raise StartError(
-                    f"engine {name} was not serving after {ENGINE_START_TIMEOUT_S:.0f} s:\n"
-                    f"{_log_tail(log_path)}"
-                )
-            await asyncio.sleep(0.5)
+        try:
+            await client.wait_ready(
+                ENGINE_START_TIMEOUT_S, alive=lambda: server.process.returncode is None
+            )
+        except EngineNotReady as error:
+            status = server.process.returncode
+            exited = f" (exited with status {status})" if status is not None else ""
+            raise StartError(f"engine {name}: {error}{exited}:\n{_log_tail(log_path)}") from None
 
 
 async def _stop_engine(process: asyncio.subprocess.Process) -> None:

@@ -22,7 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from switchyard.engine.models.registry import EMBEDDED_MODELS, EmbeddedModel, resolve_name
+from switchyard.engine.models.registry import (
+    EMBEDDED_MODELS,
+    EmbeddedModel,
+    ModelSourceMissing,
+    resolve_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,12 @@ class ModelStatus:
     description: str
     path: Path
     prepared: bool
+    # The checkpoint directory on disk (0 when there is none).
     size_bytes: int
     problem: str | None
+    # The GGUF in its package, known before preparation; None when the package is missing.
+    source_bytes: int | None = None
+    source_problem: str | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -243,6 +252,10 @@ def embedded_status() -> list[ModelStatus]:
             if directory.is_dir()
             else 0
         )
+        try:
+            source_bytes, source_problem = model.source_bytes(), None
+        except ModelSourceMissing as error:
+            source_bytes, source_problem = None, str(error)
         rows.append(
             ModelStatus(
                 name=model.name,
@@ -252,6 +265,8 @@ def embedded_status() -> list[ModelStatus]:
                 prepared=problem is None,
                 size_bytes=size,
                 problem=problem,
+                source_bytes=source_bytes,
+                source_problem=source_problem,
             )
         )
     return rows

@@ -1,10 +1,17 @@
-"""Request building in the engine client (no server needed)."""
+"""The engine client without an engine: request building, and waiting for readiness
+against a closed port or an in-process server."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import socket
+import time
 
-from switchyard.engine.client import build_request
+import pytest
+from grpc_health.v1 import health_pb2
+from inprocess_grpc import serve_in_process
+
+from switchyard.engine.client import SERVICE_NAME, EngineClient, EngineNotReady, build_request
 
 
 def test_build_request_text_and_sampling() -> None:
@@ -35,3 +42,50 @@ def test_build_request_needs_exactly_one_input(inputs) -> None:
 def test_build_request_rejects_unknown_sampling_names() -> None:
     with pytest.raises(TypeError, match="max_new_tokens"):
         build_request(text="a", max_new_tokens=3)
+
+
+def _closed_port() -> int:
+    """A port that nothing listens on (bound once, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_wait_ready_times_out_when_nothing_listens() -> None:
+    async with EngineClient(f"127.0.0.1:{_closed_port()}") as client:
+        started = time.monotonic()
+        with pytest.raises(EngineNotReady, match=r"not serving after 1\.5 s"):
+            await client.wait_ready(1.5)
+        assert 1.5 <= time.monotonic() - started < 5
+
+
+async def test_wait_ready_stops_waiting_when_the_engine_is_gone() -> None:
+    async with EngineClient(f"127.0.0.1:{_closed_port()}") as client:
+        started = time.monotonic()
+        with pytest.raises(EngineNotReady, match="stopped before it was ready"):
+            await client.wait_ready(60, alive=lambda: False)
+        assert time.monotonic() - started < 5
+
+
+async def test_connect_waits_for_serving() -> None:
+    async with serve_in_process() as (target, health_servicer):
+
+        async def load_model() -> None:
+            await asyncio.sleep(1.0)
+            await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+        loading = asyncio.create_task(load_model())
+        started = time.monotonic()
+        client = await EngineClient.connect(target, ready_timeout_s=10)
+        try:
+            assert time.monotonic() - started >= 1.0
+            assert await client.is_serving()
+        finally:
+            await client.close()
+            await loading
+
+
+async def test_connect_times_out_while_the_model_loads() -> None:
+    async with serve_in_process() as (target, _):
+        with pytest.raises(EngineNotReady, match="not serving after 1 s"):
+            await EngineClient.connect(target, ready_timeout_s=1)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import subprocess
+import sys
 import time
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from inprocess_grpc import serve_in_process
+from vllm.exceptions import VLLMValidationError
+from vllm.v1.engine.exceptions import EngineGenerateError
 
 from switchyard.engine.client import EngineClient, build_request
+from switchyard.engine.requests import ModelLimits
+from switchyard.engine.server import EngineServicer, python_example
 from switchyard.engine.v1 import engine_pb2
 
 pytestmark = pytest.mark.timeout(900)
@@ -200,6 +209,13 @@ BAD_REQUESTS = [
     (build_request(text="hi", max_tokens=0), "sampling.max_tokens"),
     (build_request(text="hi", max_tokens=-5), "sampling.max_tokens"),
     (build_request(text="hi", temperature=-0.5), "sampling.temperature"),
+    (build_request(text="hi", temperature=math.inf), "sampling.temperature"),
+    (build_request(text="hi", temperature=3.0), "sampling.temperature"),
+    (build_request(text="hi", repetition_penalty=math.inf), "sampling.repetition_penalty"),
+    (build_request(text="hi", presence_penalty=math.nan), "sampling.presence_penalty"),
+    (build_request(text="hi", top_k=-2), "sampling.top_k"),
+    (build_request(text="hi", min_p=math.inf), "sampling.min_p"),
+    (build_request(text="hi", stop_token_ids=[10**7]), "sampling.stop_token_ids"),
     (build_request(text="hi", top_p=0.0), "sampling.top_p"),
     (build_request(text="hi", top_p=1.5), "sampling.top_p"),
     (build_request(text="hi", logprobs=100), "sampling.logprobs"),
@@ -236,26 +252,80 @@ async def test_health_and_reflection(smollm: EngineClient) -> None:
 async def test_engine_rpcs_are_unavailable_while_loading() -> None:
     """Before the model is loaded the port is open, health says NOT_SERVING and the
     engine RPCs answer UNAVAILABLE (no runtime is attached here)."""
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    async with serve_in_process(EngineServicer()) as (target, _), EngineClient(target) as client:
+        assert not await client.is_serving()
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await client.complete(text="hi", max_tokens=1)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await client.loads()
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    from switchyard.engine.server import SERVICE_NAME, EngineServicer
-    from switchyard.engine.v1 import engine_pb2_grpc
 
-    server = grpc.aio.server()
-    engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with EngineClient(f"127.0.0.1:{port}") as client:
-            assert not await client.is_serving()
-            with pytest.raises(grpc.aio.AioRpcError) as error:
-                await client.complete(text="hi", max_tokens=1)
-            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-            with pytest.raises(grpc.aio.AioRpcError) as error:
-                await client.loads()
-            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        await server.stop(None)
+class _FailingRuntime:
+    """Enough of ModelRuntime for the servicer, whose vLLM raises ``error`` on every
+    request: how each kind of failure reaches the client, without an engine."""
+
+    tokenizer = None
+    limits = ModelLimits(
+        max_context_length=64, vocab_size=100, default_max_tokens=4, eos_token_ids=(2,)
+    )
+    llm = SimpleNamespace(errored=False)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def new_request_id(self, requested: str) -> str:
+        return requested or "generated"
+
+    async def generate(self, request_id, prepared):
+        raise self.error
+        yield  # an async generator, like the real one
+
+
+def _wrapped(cause: Exception) -> EngineGenerateError:
+    """What AsyncLLM.generate raises for an unexpected exception: the cause wrapped."""
+    error = EngineGenerateError()
+    error.__cause__ = cause
+    return error
+
+
+ENGINE_FAILURES = [
+    (
+        VLLMValidationError("top_k must be at least 1", parameter="top_k"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "sampling.top_k: top_k must be at least 1",
+    ),
+    (
+        _wrapped(ValueError("Token id 5 is out of vocabulary")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input: Token id 5 is out of vocabulary",
+    ),
+    (
+        _wrapped(RuntimeError("kernel exploded")),
+        grpc.StatusCode.INTERNAL,
+        "engine error: EngineGenerateError",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "details"), ENGINE_FAILURES, ids=["validation", "value-error", "internal"]
+)
+async def test_vllm_refusals_are_invalid_argument(error, code, details) -> None:
+    servicer = EngineServicer()
+    servicer.runtime = _FailingRuntime(error)
+    async with serve_in_process(servicer) as (target, _), EngineClient(target) as client:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await client.complete(token_ids=[1, 2, 3], max_tokens=2)
+    assert raised.value.code() == code
+    assert raised.value.details().startswith(details)
+
+
+async def test_the_ready_banners_python_example_runs(smollm: EngineClient) -> None:
+    script = python_example(smollm.target)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()

