@@ -41,11 +41,19 @@ SERVE_ARGS ?=
 serve: prepare
 	$(BIN)/switchyard serve $(SERVE_ARGS)
 
+# pytest exits 5 when it collected no tests: a failure too (a wrong path or -k selection
+# must not pass CI), said plainly, since make itself only reports "Error 5".
+run_pytest = echo "pytest $(1)"; $(BIN)/python -m pytest $(1); status=$$?; \
+	if [ $$status -eq 5 ]; then \
+	  echo "make: pytest collected no tests (exit 5); check PYTEST_ARGS" >&2; \
+	fi; \
+	exit $$status
+
 test: prepare
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(call run_pytest,$(PYTEST_ARGS))
 
 test-slow: prepare
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	@$(call run_pytest,-m slow $(PYTEST_ARGS))
 
 lint: install
 	$(BIN)/ruff check .

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from switchyard.cli import bench, engine, models, router, serve
+from switchyard.cli import bench, engine, models, quantize, router, serve
+from switchyard.cli import eval as eval_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     router.add_parser(groups)
     serve.add_parser(groups)
     bench.add_parser(groups)
+    eval_cli.add_parser(groups)
+    quantize.add_parser(groups)
     return parser
 
 

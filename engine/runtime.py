@@ -74,7 +74,7 @@ class ModelRuntime:
         dtype = config.dtype
         if dtype is None:
             embedded = EMBEDDED_MODELS.get(resolve_name(config.model))
-            dtype = embedded.serve_dtype if embedded else "auto"
+            dtype = embedded.serving_dtype(on_cpu=_on_cpu()) if embedded else "auto"
         # vLLM's CPU build reads its KV budget from the environment only.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_gib:g}")
         if config.attention_backend not in ATTENTION_BACKENDS:
@@ -137,6 +137,10 @@ class ModelRuntime:
                 yield output
         finally:
             self._running.discard(request_id)
+
+    def running_request_ids(self) -> list[str]:
+        """The requests being generated now (a snapshot), e.g. to drain at shutdown."""
+        return list(self._running)
 
     async def abort(self, request_ids: list[str]) -> list[str]:
         running = [i for i in request_ids if i in self._running]

@@ -1,12 +1,12 @@
 """Speculative decoding: the ``--speculative`` choice, recipes, and vLLM's config for it.
 
 One flag picks the method (``ngram``, ``suffix``, ``eagle3:PATH``, ``draft:PATH``,
-``mtp`` or ``off``); everything else (how many tokens to propose, the n-gram window)
-comes from :data:`RECIPES`, one declarative table keyed by model family (the checkpoint's
-``model_type``) and method, so tuning a family is a one-row change that the README
-documents. Every check runs before vLLM starts, so a bad choice stops the engine at once
-with a message naming what to fix, instead of failing inside vLLM's engine core (or,
-worse, in the middle of a request).
+``mtp``, ``history`` or ``off``); everything else (how many tokens to propose, the
+n-gram window) comes from :data:`RECIPES`, one declarative table keyed by model family
+(the checkpoint's ``model_type``) and method, so tuning a family is a one-row change
+that the README documents. Every check runs before vLLM starts, so a bad choice stops
+the engine at once with a message naming what to fix, instead of failing inside vLLM's
+engine core (or, worse, in the middle of a request).
 
 Importable without vLLM: the CLI parses the flag before vLLM loads.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS = ("off", "ngram", "suffix", "eagle3", "draft", "mtp")
+METHODS = ("off", "ngram", "suffix", "eagle3", "draft", "mtp", "history")
 # Methods whose proposer is a separate checkpoint, given as METHOD:PATH.
 WITH_PATH = ("eagle3", "draft")
 # Our method name -> vLLM's ``speculative_config["method"]``.
@@ -30,7 +30,10 @@ VLLM_METHODS = {
     "eagle3": "eagle3",
     "draft": "draft_model",
     "mtp": "mtp",
+    # Ours (engine/spec_history.py), loaded by vLLM from speculative_config["model"].
+    "history": "custom_class",
 }
+HISTORY_PROPOSER = "switchyard.engine.spec_history.HistoryProposer"
 ANY_FAMILY = "*"
 SUFFIX_PACKAGE = "arctic-inference"
 SUFFIX_MODULE = "arctic_inference"
@@ -85,6 +88,14 @@ RECIPES: Mapping[tuple[str, str], Recipe] = {
         None,
         "suffix trees over the prompt and earlier answers; it sizes each draft from match "
         "confidence, up to vLLM's tree depth of 24, so K is a ceiling, not a length",
+    ),
+    (ANY_FAMILY, "history"): Recipe(
+        4,
+        "n-gram lookup in the request's own context and in recently served requests "
+        "(shared personas, the model's habitual phrasing), drafting only while the "
+        "estimated acceptance of the whole draft stays high: for chat, where the "
+        "request's own context alone offers few matches",
+        {"model": HISTORY_PROPOSER},
     ),
     (ANY_FAMILY, "draft"): Recipe(
         4,

@@ -8,13 +8,14 @@ prepared on the same batch, optionally checked against the torch reference, and 
 from __future__ import annotations
 
 import platform
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from switchyard.bench.environment import package_versions
+from switchyard.bench.environment import gpus, package_versions
 from switchyard.bench.kernels import timing
 from switchyard.bench.kernels.backends import BACKENDS, BackendUnavailable, Prepare
 from switchyard.bench.kernels.batch import (
@@ -65,9 +66,13 @@ class BenchResult:
 
 
 def environment() -> dict[str, Any]:
-    """Package versions and machine, so saved results are compared knowingly."""
-    versions = package_versions(VERSIONED_PACKAGES)
-    return {"python": platform.python_version(), "cuda": torch.version.cuda, "packages": versions}
+    """Package versions, GPUs and their driver, so saved results are compared knowingly."""
+    return {
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "gpus": gpus(),  # name, memory and NVIDIA driver version of each
+        "packages": package_versions(VERSIONED_PACKAGES),
+    }
 
 
 def run(settings: Settings, log: Callable[[str], None] = print) -> BenchResult:
@@ -164,9 +169,11 @@ def _measure(
 
 
 def document(settings: Settings, result: BenchResult) -> dict[str, Any]:
-    """The JSON file's metadata: where, with what, and how the records were taken."""
+    """The JSON file's metadata: where, with what, and how the records were taken (the
+    command line as given, so a committed result says how to take it again)."""
     return {
         "benchmark": "attention",
+        "command": list(sys.argv),
         "device": result.device,
         "copy_bw_tbps": result.copy_bw_tbps,
         "environment": environment(),

@@ -11,7 +11,14 @@ where it does not:
 
 - ``copy``: "repeat this code" over chunks of this repository's own sources (fixed,
   realistic text, no download), the case n-gram lookup is made for;
-- ``chat``: free-form questions, where there is little to look up.
+- ``chat``: free-form questions, where there is little to look up;
+- ``persona`` (on request, ``--workloads``): a character app's multi-turn chat, every
+  conversation opening with the same persona and greeting, then a question of its own:
+  where a proposer that remembers earlier requests (``--speculative history``) can help.
+
+Every cell sends prompts of its own (and the warm-up yet others): replaying a cell's
+prompts and seeds in the next would let a proposer that remembers served text draft the
+replies from memory.
 
 Each workload is sent the way its users send it, so that the figures are what they would
 see: ``copy`` greedy, stopping at the closing code fence (the copy is done); ``chat``
@@ -41,7 +48,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from switchyard.engine.client import EngineClient
+from switchyard.engine.client import EngineClient, EngineNotReady
 
 ROOT = Path(__file__).resolve().parents[2]  # the switchyard package (the repository root)
 SOURCES = ("engine/requests.py", "engine/server.py", "engine/runtime.py", "router/errors.py")
@@ -58,6 +65,73 @@ CHAT_QUESTIONS = (
     "What is the difference between weather and climate?",
     "Invent a new board game and explain its rules.",
     "Why do cats purr?",
+    "How does a refrigerator keep food cold?",
+    "Write a limerick about a forgetful robot.",
+    "What are the benefits of drinking water?",
+    "Explain photosynthesis in simple terms.",
+    "Plan a relaxing weekend for me.",
+    "What makes a good friend?",
+    "How do I start running if I have never exercised?",
+    "Tell me a fun fact about octopuses.",
+    "Why do we dream?",
+    "Suggest a name for my new puppy and explain why.",
+    "How do volcanoes form?",
+    "What is a healthy breakfast?",
+)
+# The persona workload: one character, as a companion app sends it with every request.
+PERSONA = (
+    'You are Juniper "June" Hollis, the keeper of the Lantern & Quill, a cozy bookshop and '
+    "tea room in the seaside village of Saltmarsh. You are warm, curious and a little "
+    "whimsical. You love old maps, rainy afternoons, peppermint tea and your ginger cat, "
+    'Biscuit, who sleeps on the poetry shelf. You call the user "friend", and you often '
+    "mention the shop, the sea or Biscuit. Stay in character as June at all times. Answer "
+    "in a few short paragraphs, and end each answer with a small question for the user."
+)
+PERSONA_GREETINGS = (
+    (
+        "Hello! Is the shop open?",
+        "Oh, hello there, friend! Yes, the Lantern & Quill is open, and the kettle is already "
+        "singing. Biscuit is curled up on the poetry shelf as usual. Come in out of the wind "
+        "and make yourself at home. What brings you to Saltmarsh today?",
+    ),
+    (
+        "Hi June, I'm back!",
+        "Welcome back, friend! The sea has been grey and moody all morning, which means it is "
+        "perfect reading weather. Biscuit will be glad to see you. Shall I put on a pot of "
+        "peppermint tea?",
+    ),
+    (
+        "Good evening!",
+        "Good evening, friend! The lamps are lit and the tide is coming in, so the shop is at "
+        "its coziest. Biscuit has just woken from his nap on the poetry shelf. What can I do "
+        "for you tonight?",
+    ),
+)
+PERSONA_QUESTIONS = (
+    "Can you recommend a book for a rainy day?",
+    "What is your favourite tea, and why?",
+    "Tell me more about Biscuit.",
+    "How did you come to run the bookshop?",
+    "What is the oldest map in your shop?",
+    "I'm feeling a bit lonely today. Can we chat?",
+    "What do you do when the shop is quiet?",
+    "Do you have any books about pirates?",
+    "What is Saltmarsh like in the winter?",
+    "Can you tell me a story about the sea?",
+    "What should I read if I liked Treasure Island?",
+    "How do you make your peppermint tea?",
+    "Does Biscuit ever cause trouble in the shop?",
+    "What's the best time of day to visit the beach?",
+    "Could you help me choose a gift for my grandmother?",
+    "What kind of customers visit your shop?",
+    "Have you ever found something surprising inside an old book?",
+    "What's your favourite poem?",
+    "Do you ever travel away from Saltmarsh?",
+    "I can't sleep. What would you suggest?",
+    "What are you reading at the moment?",
+    "How do you look after very old books?",
+    "Is there a festival in the village this year?",
+    "What would you do if the shop flooded?",
 )
 START_TIMEOUT_S = 600
 
@@ -89,28 +163,46 @@ class RunFigures:
         return 1 + self.accepted_tokens / self.drafts if self.drafts else None
 
 
-def copy_prompts(count: int) -> list[str]:
-    """``count`` "repeat this code" prompts over consecutive 12-line chunks of our sources."""
+def copy_prompts(count: int, offset: int = 0) -> list[str]:
+    """``count`` "repeat this code" prompts over consecutive 12-line chunks of our sources,
+    from chunk ``offset`` on."""
     lines: list[str] = []
     for source in SOURCES:
         path = ROOT / source
         if path.is_file():
             lines += [line for line in path.read_text().splitlines() if line.strip()]
     chunks = [lines[i : i + 12] for i in range(0, len(lines) - 12, 12)]
-    if len(chunks) < count:
-        raise ValueError(f"only {len(chunks)} code chunks for {count} copy prompts")
+    if len(chunks) < offset + count:
+        raise ValueError(
+            f"only {len(chunks)} code chunks for {count} copy prompts from chunk {offset}"
+        )
     return [
         "Repeat the following Python code exactly, line by line.\n\n```python\n"
         + "\n".join(chunk)
         + "\n```\n\nRepeated:\n\n```python\n"
-        for chunk in chunks[:count]
+        for chunk in chunks[offset : offset + count]
     ]
 
 
-def chat_prompts(count: int) -> list[list[dict[str, str]]]:
-    return [
-        [{"role": "user", "content": CHAT_QUESTIONS[i % len(CHAT_QUESTIONS)]}] for i in range(count)
-    ]
+def chat_prompts(count: int, offset: int = 0) -> list[list[dict[str, str]]]:
+    questions = [CHAT_QUESTIONS[(offset + i) % len(CHAT_QUESTIONS)] for i in range(count)]
+    return [[{"role": "user", "content": question}] for question in questions]
+
+
+def persona_prompts(count: int, offset: int = 0) -> list[list[dict[str, str]]]:
+    """Conversations with :data:`PERSONA`: a greeting exchange, then a question."""
+    prompts = []
+    for i in range(offset, offset + count):
+        hello, reply = PERSONA_GREETINGS[i % len(PERSONA_GREETINGS)]
+        prompts.append(
+            [
+                {"role": "system", "content": PERSONA},
+                {"role": "user", "content": hello},
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": PERSONA_QUESTIONS[i % len(PERSONA_QUESTIONS)]},
+            ]
+        )
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -122,11 +214,22 @@ class Workload:
     sampling: dict[str, object]
 
 
-def workloads(count: int) -> list[Workload]:
-    return [
-        Workload("copy", copy_prompts(count), {"temperature": 0, "stop": ["```"]}),
-        Workload("chat", chat_prompts(count), {"temperature": 0.7, "top_p": 0.95}),
-    ]
+WORKLOADS = ("copy", "chat", "persona")
+CHAT_SAMPLING: dict[str, object] = {"temperature": 0.7, "top_p": 0.95}
+
+
+def workloads(
+    count: int, offset: int = 0, names: tuple[str, ...] = ("copy", "chat")
+) -> list[Workload]:
+    """The named workloads, ``count`` prompts each, from the ``offset``-th prompt on."""
+    makers = {
+        "copy": lambda: Workload(
+            "copy", copy_prompts(count, offset), {"temperature": 0, "stop": ["```"]}
+        ),
+        "chat": lambda: Workload("chat", chat_prompts(count, offset), CHAT_SAMPLING),
+        "persona": lambda: Workload("persona", persona_prompts(count, offset), CHAT_SAMPLING),
+    }
+    return [makers[name]() for name in names]
 
 
 async def _one(
@@ -217,15 +320,13 @@ def engine_process(args: argparse.Namespace, setting: str, log_path: Path):
 
 
 async def _wait_serving(process: subprocess.Popen, target: str, log_path: Path) -> EngineClient:
-    client = EngineClient(target)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not await client.is_serving():
-        if process.poll() is not None or time.monotonic() > deadline:
-            await client.close()
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-            raise RuntimeError(f"engine did not start (log {log_path}):\n{tail}")
-        await asyncio.sleep(0.5)
-    return client
+    try:
+        return await EngineClient.connect(
+            target, ready_timeout_s=START_TIMEOUT_S, alive=lambda: process.poll() is None
+        )
+    except EngineNotReady as error:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"engine did not start: {error} (log {log_path}):\n{tail}") from None
 
 
 async def run_setting(args: argparse.Namespace, setting: str, log_dir: Path) -> list[RunFigures]:
@@ -234,11 +335,13 @@ async def run_setting(args: argparse.Namespace, setting: str, log_dir: Path) -> 
     with engine_process(args, setting, log_path) as (process, target):
         client = await _wait_serving(process, target, log_path)
         try:
-            # Warm-up: one request of each workload, uncounted.
-            for workload in workloads(args.num_prompts):
+            # Warm-up: one request of each workload, uncounted, from prompts no cell sends.
+            names = tuple(args.workloads)
+            for workload in workloads(args.num_prompts, names=names):
                 await _one(client, workload.prompts[0], 8, workload.sampling, seed=0)
-            for workload in workloads(args.num_prompts):
-                for concurrency in args.concurrency:
+            for index in range(len(names)):
+                for turn, concurrency in enumerate(args.concurrency, start=1):
+                    workload = workloads(args.num_prompts, turn * args.num_prompts, names)[index]
                     cell = await measure(client, setting, workload, concurrency, args.output_len)
                     print(_row(cell), flush=True)
                     figures.append(cell)
@@ -363,6 +466,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--output-len", type=int, default=256, help="max tokens per request (each stops earlier)"
     )
     spec.add_argument("--concurrency", type=_positive_ints, default=[1, 8])
+    spec.add_argument(
+        "--workloads", nargs="+", choices=WORKLOADS, default=["copy", "chat"], help="in order"
+    )
     spec.add_argument("--max-model-len", type=int, default=2048)
     spec.add_argument("--save", metavar="PATH", help="write every figure as JSON")
     spec.add_argument("--log-dir", help="where the engines' logs go (default .)")

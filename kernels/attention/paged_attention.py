@@ -39,6 +39,10 @@ NO_WINDOW = 1 << 30
 # most this many columns, to bound the registers one program needs.
 MAX_BLOCK_DK = 128
 MAX_BLOCK_DV = 128
+# Rows of a query tile (see choose_tile).
+MIN_TILE_ROWS = 16
+MAX_TILE_ROWS = 64
+MAX_TILE_ROWS_HEAD_DIM_512 = 32
 # Split-KV heuristic: aim for about two waves of programs on a ~132-SM GPU, never give a
 # split fewer than MIN_KV_PER_SPLIT positions, and split only batches of short queries
 # (decode and speculative verification), where tiles are few and KV ranges long.
@@ -47,8 +51,10 @@ MIN_KV_PER_SPLIT = 256
 MAX_KV_SPLITS = 16
 MAX_SPLIT_QUERY_LEN = 8
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+# Globals read inside @triton.jit code must be tl.constexpr: the compiler rejects any other
+# (the CPU interpreter does not, so only the compile check would notice).
+LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
+LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
@@ -288,6 +294,27 @@ def _merge_splits_kernel(
 _INTERPRETED = not isinstance(_paged_attention_kernel, triton.runtime.JITFunction)
 
 
+def choose_tile(head_dim: int, block_size: int, max_query_len: int, group: int) -> tuple[int, int]:
+    """(BLOCK_M, num_warps): the rows of one attention tile and the warps that share them.
+
+    Rows are (query token, head in group) pairs. tl.dot wants at least 16, and 64 amortise
+    each K/V block over a prefill's tokens. Registers decide the rest (ptxas's counts from
+    tests/kernels/attention/attention_compile_check.py, sm_80 and sm_90). With 4 warps,
+    64-row tiles need 170-255 registers per thread from head_dim 128 and spill up to
+    270 bytes, 32-row tiles spill at head_dim 256-512, and 16-row (decode) tiles over
+    64-position blocks need 168-255 at head_dim >= 256. Those tiles get 8 warps, which
+    halves each thread's share of the scores, the fp32 accumulator and the K/V chunks:
+    at most ~210 registers, no spill at the register ceiling. A 64-row tile at head_dim
+    512 still spills with 8 warps on Ampere (its Q rows stay in registers across the KV
+    loop), so tiles stop at 32 rows there.
+    """
+    max_rows = MAX_TILE_ROWS_HEAD_DIM_512 if head_dim >= 512 else MAX_TILE_ROWS
+    rows = max(MIN_TILE_ROWS, min(max_rows, triton.next_power_of_2(max_query_len * group)))
+    rows = max(rows, triton.next_power_of_2(group))  # a tile holds whole GQA groups
+    wide_kv = block_size >= 64 and head_dim >= 256
+    return rows, 8 if rows > MIN_TILE_ROWS or wide_kv else 4
+
+
 def choose_num_kv_splits(num_programs: int, max_seq_len: int, max_query_len: int) -> int:
     """How many KV segments each tile is cut into: more only when the grid is too small.
 
@@ -508,10 +535,7 @@ def paged_attention(
         return out
 
     group = num_q_heads // num_kv_heads
-    # Rows of a tile are (token, head in group) pairs; tl.dot wants at least 16 rows, and
-    # 64 is enough to amortise each K/V block over a prefill's tokens.
-    block_m = max(16, min(64, triton.next_power_of_2(max_query_len * group)))
-    block_m = max(block_m, triton.next_power_of_2(group))
+    block_m, num_warps = choose_tile(head_dim, block_size, max_query_len, group)
     block_q = block_m // group
     block_dk = min(head_dim, MAX_BLOCK_DK)
     block_dv = min(head_dim, MAX_BLOCK_DV)
@@ -564,6 +588,7 @@ def paged_attention(
         NUM_SPLITS=num_kv_splits,
         USE_SOFTCAP=softcap is not None,
         DOT_FP32=_INTERPRETED and query.dtype == torch.bfloat16,
+        num_warps=num_warps,
     )
     if num_kv_splits > 1:
         _merge_splits_kernel[(num_tokens, num_q_heads)](

@@ -1,4 +1,5 @@
-"""Plain torch paged attention: the definition the Triton kernel is tested against.
+"""Plain torch paged attention and KV-cache write: the definitions the Triton kernels are
+tested against.
 
 Readable first: one sequence at a time, K/V gathered from the block table into
 contiguous tensors, explicit causal and window masks, float64 arithmetic. The result is
@@ -61,3 +62,20 @@ def paged_attention_reference(
         logits = logits.masked_fill(~visible, float("-inf"))
         out[starts[i] : starts[i + 1]] = torch.einsum("hqk,khd->qhd", logits.softmax(-1), v).float()
     return out
+
+
+def write_kv_cache_reference(
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Same contract as ``write_kv_cache``. Selecting the real tokens with a boolean mask
+    reads the mask back on the host, which is fine here (the CPU engine path, tests)."""
+    slots = slot_mapping.long()
+    real = slots >= 0  # -1 marks padding tokens
+    block_size = key_cache.shape[2]
+    blocks, offsets = slots[real] // block_size, slots[real] % block_size
+    key_cache[blocks, :, offsets] = key[real]
+    value_cache[blocks, :, offsets] = value[real]

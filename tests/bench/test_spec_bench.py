@@ -37,6 +37,36 @@ def test_workloads_sample_the_way_their_users_do() -> None:
     assert [m[0]["role"] for m in chat.prompts] == ["user"] * 3
 
 
+def test_each_cell_sends_prompts_of_its_own() -> None:
+    """A proposer that remembers served text (history) must not meet a replay."""
+    names = spec.WORKLOADS
+    warm_up, first, second = (spec.workloads(8, offset, names) for offset in (0, 8, 16))
+    for index, name in enumerate(names):
+        seen = [{repr(p) for p in cells[index].prompts} for cells in (warm_up, first, second)]
+        assert all(len(prompts) == 8 for prompts in seen), name
+        assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), name
+
+
+def test_persona_conversations_share_the_persona_then_ask_their_own_question() -> None:
+    (persona,) = spec.workloads(len(spec.PERSONA_QUESTIONS), names=("persona",))
+    assert persona.sampling == spec.CHAT_SAMPLING
+    for conversation in persona.prompts:
+        assert [m["role"] for m in conversation] == ["system", "user", "assistant", "user"]
+        assert conversation[0]["content"] == spec.PERSONA
+    questions = [c[-1]["content"] for c in persona.prompts]
+    assert len(set(questions)) == len(spec.PERSONA_QUESTIONS)
+
+
+def test_workloads_option(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "spec"]).workloads == ["copy", "chat"]
+    args = parser.parse_args(["bench", "spec", "--workloads", "persona", "chat"])
+    assert args.workloads == ["persona", "chat"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "spec", "--workloads", "poetry"])
+    assert "invalid choice: 'poetry'" in capsys.readouterr().err
+
+
 def _cell(setting: str, workload: str, tok_s: float, tpot: float, **spec_counts: int):
     return spec.RunFigures(
         setting=setting,

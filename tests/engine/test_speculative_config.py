@@ -35,6 +35,7 @@ def checkpoint(tmp_path: Path, model_type: str, **config: object) -> Path:
         ("NGram", SpeculativeChoice("ngram")),
         ("suffix", SpeculativeChoice("suffix")),
         ("mtp", SpeculativeChoice("mtp")),
+        ("history", SpeculativeChoice("history")),
         ("eagle3:/models/head", SpeculativeChoice("eagle3", "/models/head")),
         ("draft:/models/small:v2", SpeculativeChoice("draft", "/models/small:v2")),
     ],
@@ -49,12 +50,13 @@ def test_parse_choice(value: str, expected: SpeculativeChoice) -> None:
         (
             "medusa",
             "unknown speculative method 'medusa'; expected one of off, ngram, suffix, "
-            "eagle3:PATH, draft:PATH, mtp",
+            "eagle3:PATH, draft:PATH, mtp, history",
         ),
         ("", "unknown speculative method ''"),
         ("draft", "draft needs a checkpoint: --speculative draft:PATH"),
         ("eagle3:", "eagle3 needs a checkpoint"),
         ("ngram:/x", "ngram takes no checkpoint"),
+        ("history:/x", "history takes no checkpoint"),
     ],
 )
 def test_parse_choice_refuses(value: str, message: str) -> None:
@@ -75,6 +77,17 @@ def test_ngram_takes_the_recipe(tmp_path: Path) -> None:
         "num_speculative_tokens": recipe.num_speculative_tokens,
         **recipe.options,
     }
+
+
+def test_history_is_our_custom_class_proposer(tmp_path: Path) -> None:
+    path = checkpoint(tmp_path, "gemma3_text")
+    assert vllm_speculative_config(SpeculativeChoice("history"), path) == {
+        "method": "custom_class",
+        "model": "switchyard.engine.spec_history.HistoryProposer",
+        "num_speculative_tokens": 4,
+    }
+    choice = SpeculativeChoice("history", num_tokens=6)
+    assert vllm_speculative_config(choice, path)["num_speculative_tokens"] == 6
 
 
 def test_explicit_k_wins_over_the_recipe(tmp_path: Path) -> None:

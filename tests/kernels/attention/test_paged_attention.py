@@ -18,15 +18,18 @@ from dataclasses import astuple, dataclass, fields
 
 import pytest
 import torch
+from attention_caches import DEVICE, LAYOUTS, make_cache
 
 from switchyard.kernels.attention import paged_attention, paged_attention_reference
 from switchyard.kernels.attention.paged_attention import (
     MAX_KV_SPLITS,
+    SUPPORTED_BLOCK_SIZES,
+    SUPPORTED_HEAD_DIMS,
     TARGET_PROGRAMS,
     choose_num_kv_splits,
+    choose_tile,
 )
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 5e-3}
 NUM_KV_HEADS = 2
 SOFTCAP = 1.5  # small enough to bend logits of scale ~1, so a missing cap is visible
@@ -42,7 +45,7 @@ AXES: dict[str, tuple] = {
     "window": (False, True),
     "dtype": (torch.bfloat16, torch.float16),
     "splits": (None, 3),  # None: the launcher's heuristic (1 for these sizes); 3: forced
-    "layout": ("contiguous", "kv_halves", "token_major"),
+    "layout": LAYOUTS,
 }
 
 
@@ -125,25 +128,6 @@ SLOW_CASES = [
     for case in (Case(*values) for values in itertools.product(*AXES.values()))
     if case not in set(DEFAULT_CASES)
 ]
-
-
-def make_cache(
-    shape: tuple[int, int, int, int], dtype: torch.dtype, layout: str, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random K and V caches [num_blocks, num_kv_heads, block_size, head_dim] in a layout."""
-    num_blocks, num_kv_heads, block_size, head_dim = shape
-
-    def randn(*size: int) -> torch.Tensor:
-        return torch.randn(size, generator=gen).to(device=DEVICE, dtype=dtype)
-
-    if layout == "kv_halves":  # vLLM's view: K and V are the halves of the last dimension
-        kv = randn(num_blocks, num_kv_heads, block_size, 2 * head_dim)
-        return kv[..., :head_dim], kv[..., head_dim:]
-    if layout == "token_major":  # stored [blocks, block_size, heads, dim], viewed head-major
-        return tuple(
-            randn(num_blocks, block_size, num_kv_heads, head_dim).transpose(1, 2) for _ in range(2)
-        )
-    return randn(*shape), randn(*shape)
 
 
 @dataclass
@@ -258,6 +242,22 @@ def test_heuristic_splits_small_long_decode_batches() -> None:
     assert choose_num_kv_splits(4, 8192, 512) == 1  # prefill: tiles are plentiful
     assert choose_num_kv_splits(TARGET_PROGRAMS, 8192, 1) == 1
     assert choose_num_kv_splits(4, 100, 1) == 1
+
+
+@pytest.mark.parametrize("head_dim", SUPPORTED_HEAD_DIMS)
+@pytest.mark.parametrize("block_size", SUPPORTED_BLOCK_SIZES)
+def test_tiles_hold_whole_groups_within_the_register_budget(head_dim: int, block_size: int) -> None:
+    """Rows are a power of two >= 16 holding whole GQA groups, at most 64 (32 at
+    head_dim 512, where 64 rows spill); tiles past 16 rows, and 16-row tiles over 64-wide
+    blocks at head_dim >= 256, get 8 warps. attention_compile_check.py counts the
+    registers themselves."""
+    for group, max_query_len in itertools.product((1, 2, 3, 4, 8, 16), (1, 2, 4, 8, 512)):
+        rows, warps = choose_tile(head_dim, block_size, max_query_len, group)
+        assert rows >= 16 and rows & (rows - 1) == 0 and rows >= group
+        assert rows <= (32 if head_dim == 512 else 64)
+        assert rows >= min(max_query_len * group, 32 if head_dim == 512 else 64)
+        wide = block_size == 64 and head_dim >= 256
+        assert warps == (4 if rows == 16 and not wide else 8)
 
 
 def test_heuristic_split_matches_reference() -> None:

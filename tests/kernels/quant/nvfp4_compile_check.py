@@ -5,45 +5,30 @@ The CPU interpreter runs kernels as Python and accepts things the compiler rejec
 as its launcher calls it, through Triton's real pipeline (TTIR -> PTX -> cubin, with the
 ptxas Triton ships) for Ampere (sm_80) and Hopper (sm_90), and checks that the PTX
 divides with IEEE rounding and never flushes subnormals, which bit-exactness with
-modelopt needs. Run as a script (TRITON_INTERPRET must be unset); ``--quick`` compiles
-one variant of each kernel for sm_90 only (a few seconds, not minutes).
-test_nvfp4_compiles.py runs both.
+modelopt needs; it prints ptxas's register and spill counts of each. Run as a script
+(TRITON_INTERPRET must be unset); ``--quick`` compiles one variant of each kernel for
+sm_90 only (a few seconds, not minutes). test_nvfp4_compiles.py runs both. The compiling
+itself is tests/kernels/triton_compile.py, shared with the attention kernels' check.
 """
 
 from __future__ import annotations
 
-import inspect
-import os
 import re
 import sys
+from pathlib import Path
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/kernels: triton_compile
+from triton_compile import Compiled, Variant, hand_variant, main
 
 from switchyard.kernels.quant import nvfp4
 
-TARGETS = (GPUTarget("cuda", 80, 32), GPUTarget("cuda", 90, 32))
 
-
-def _signature(kernel, pointers: dict[str, str], constexprs: dict[str, object]) -> dict:
-    names = inspect.signature(kernel.fn).parameters
-    return {
-        name: "constexpr"
-        if name in constexprs
-        else pointers[name]
-        if name.endswith("_ptr")
-        else "i32"
-        for name in names
-    }
-
-
-def variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]]:
-    """(label, kernel, pointer types, constexprs), one per way the launchers call them."""
+def variants() -> list[Variant]:
+    """One per way the launchers call the kernels."""
     out = []
     for w_type, bf16 in (("*i16", True), ("*fp16", False), ("*fp32", False)):
         out.append(
-            (
+            hand_variant(
                 f"quantize w={w_type}",
                 nvfp4._nvfp4_quantize_kernel,
                 {"packed_ptr": "*u8", "scales_ptr": "*u8", "w_ptr": w_type,
@@ -54,7 +39,7 @@ def variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]]:
         )  # fmt: skip
     for out_type, bf16 in (("*i16", True), ("*fp16", False), ("*fp32", False)):
         out.append(
-            (
+            hand_variant(
                 f"dequantize out={out_type}",
                 nvfp4._nvfp4_dequantize_kernel,
                 {"out_ptr": out_type, "packed_ptr": "*u8", "scales_ptr": "*u8",
@@ -68,7 +53,7 @@ def variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]]:
             block_m, block_n, block_k, splits = nvfp4.choose_tiles(m, 5376, 21504)
             for split in sorted({1, splits}):
                 out.append(
-                    (
+                    hand_variant(
                         f"linear x={x_type} m={m} splits={split}",
                         nvfp4._nvfp4_linear_kernel,
                         {"out_ptr": x_type if split == 1 else "*fp32", "x_ptr": x_type,
@@ -84,34 +69,27 @@ def variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]]:
 QUICK = ("quantize w=*i16", "dequantize out=*i16", "linear x=*bf16 m=1 splits=3")
 
 
-def main(argv: list[str]) -> int:
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("unset TRITON_INTERPRET: the interpreter does not compile", file=sys.stderr)
-        return 2
-    quick = "--quick" in argv
-    failures = 0
-    for target in TARGETS[-1:] if quick else TARGETS:
-        for label, kernel, pointers, constexprs in variants():
-            if quick and label not in QUICK:
-                continue
-            source = ASTSource(
-                fn=kernel, signature=_signature(kernel, pointers, constexprs), constexprs=constexprs
-            )
-            try:
-                ptx = triton.compile(source, target=target).asm["ptx"]
-            except Exception as error:
-                failures += 1
-                print(f"FAIL sm_{target.arch} {label}: {type(error).__name__}: {error}")
-                continue
-            divisions = set(re.findall(r"\bdiv\.[a-z0-9.]*f32", ptx))
-            if "quantize" in label and (".ftz" in ptx or divisions - {"div.rn.f32"}):
-                failures += 1
-                print(f"FAIL sm_{target.arch} {label}: divisions {sorted(divisions)}")
-                continue
-            print(f"ok   sm_{target.arch} {label}")
-    print(f"{failures} failed")
-    return 1 if failures else 0
+def quick_variants() -> list[Variant]:
+    chosen = [variant for variant in variants() if variant.label in QUICK]
+    assert len(chosen) == len(QUICK), "a QUICK label names no variant"
+    return chosen
+
+
+def check_divisions(variant: Variant, compiled: Compiled) -> str | None:
+    """Quantization must divide with IEEE rounding and keep subnormals."""
+    divisions = set(re.findall(r"\bdiv\.[a-z0-9.]*f32", compiled.ptx))
+    if "quantize" in variant.label and (".ftz" in compiled.ptx or divisions - {"div.rn.f32"}):
+        return f"divisions {sorted(divisions)}"
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(
+        main(
+            sys.argv[1:],
+            quick=quick_variants,
+            every=variants,
+            forbid_spills=False,
+            check=check_divisions,
+        )
+    )

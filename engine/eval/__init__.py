@@ -1,0 +1,1 @@
+"""Model quality measurements run through the serving engine (perplexity on held-out text)."""

@@ -1,0 +1,2 @@
+"""NVFP4 quantization: recipes (``recipes``), the ModelOpt-format checkpoint writer
+(``checkpoint``) and activation calibration (``calibration``)."""
