@@ -96,30 +96,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid.add_argument(
         "--page-size", type=int, default=16, help="KV positions per page (default 16)"
     )
-    grid.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
-    grid.add_argument(
-        "--backends",
-        type=_csv(str, BACKEND_NAMES),
-        default=BACKEND_NAMES,
-        metavar="NAME,...",
-        help=f"comma-separated (default: {','.join(BACKEND_NAMES)})",
-    )
-
-    measure = attention.add_argument_group("measurement")
-    measure.add_argument(
-        "--refcheck",
-        action="store_true",
-        help="check every backend against the torch reference (relative error norm; "
-        "bf16 1e-2, fp16 5e-3); any failure exits 1",
-    )
-    measure.add_argument("--warmup-ms", type=float, default=25.0, help="default 25")
-    measure.add_argument(
-        "--rep-ms", type=float, default=100.0, help="time budget of the timed runs (default 100)"
-    )
-    measure.add_argument("--seed", type=int, default=0)
-
-    output = attention.add_argument_group("output")
-    output.add_argument("--json", metavar="PATH", help="write settings, device and records")
+    output = add_common_options(attention, grid, BACKEND_NAMES, reference="the torch reference")
     output.add_argument("--csv", metavar="PATH", help="write one row per record")
     output.add_argument(
         "--baseline",
@@ -205,3 +182,38 @@ def _attention(args: argparse.Namespace) -> int:
         print("error: our kernel failed on a case or a backend failed --refcheck", file=sys.stderr)
         return 1
     return 0
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser,
+    grid: argparse._ArgumentGroup,
+    backends: tuple[str, ...],
+    *,
+    reference: str,
+) -> argparse._ArgumentGroup:
+    """The options every kernel benchmark shares (dtype, backends, measurement, --json),
+    so that each command reads the same; returns the output group for command-specific
+    outputs."""
+    grid.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
+    grid.add_argument(
+        "--backends",
+        type=_csv(str, backends),
+        default=backends,
+        metavar="NAME,...",
+        help=f"comma-separated (default: {','.join(backends)})",
+    )
+    measure = parser.add_argument_group("measurement")
+    measure.add_argument(
+        "--refcheck",
+        action="store_true",
+        help=f"check every backend against {reference} (relative error norm; "
+        "bf16 1e-2, fp16 5e-3); any failure exits 1",
+    )
+    measure.add_argument("--warmup-ms", type=float, default=25.0, help="default 25")
+    measure.add_argument(
+        "--rep-ms", type=float, default=100.0, help="time budget of the timed runs (default 100)"
+    )
+    measure.add_argument("--seed", type=int, default=0)
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", metavar="PATH", help="write settings, device and records")
+    return output

@@ -39,7 +39,7 @@ def _epilog() -> str:
 
 def add_parser(which: argparse._SubParsersAction) -> None:
     """Add ``nvfp4`` under ``switchyard bench kernels``."""
-    from switchyard.bench.kernels.cli import _csv  # the attention command's list parser
+    from switchyard.bench.kernels.cli import _csv, add_common_options
 
     nvfp4 = which.add_parser(
         "nvfp4",
@@ -69,28 +69,7 @@ def add_parser(which: argparse._SubParsersAction) -> None:
         metavar="M,...",
         help=f"rows of x (tokens) (default: {','.join(map(str, DEFAULT_MS))})",
     )
-    grid.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
-    grid.add_argument(
-        "--backends",
-        type=_csv(str, BACKEND_NAMES),
-        default=BACKEND_NAMES,
-        metavar="NAME,...",
-        help=f"comma-separated (default: {','.join(BACKEND_NAMES)})",
-    )
-    measure = nvfp4.add_argument_group("measurement")
-    measure.add_argument(
-        "--refcheck",
-        action="store_true",
-        help="check every backend against x @ dequantized(W).T in float64 (relative error "
-        "norm; bf16 1e-2, fp16 5e-3); any failure exits 1",
-    )
-    measure.add_argument("--warmup-ms", type=float, default=25.0, help="default 25")
-    measure.add_argument(
-        "--rep-ms", type=float, default=100.0, help="time budget of the timed runs (default 100)"
-    )
-    measure.add_argument("--seed", type=int, default=0)
-    output = nvfp4.add_argument_group("output")
-    output.add_argument("--json", metavar="PATH", help="write settings, device and records")
+    add_common_options(nvfp4, grid, BACKEND_NAMES, reference="x @ dequantized(W).T in float64")
     nvfp4.set_defaults(run=_nvfp4)
 
 
