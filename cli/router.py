@@ -52,6 +52,15 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except (ConfigError, InsecureConfigError) as error:
         raise SystemExit(f"error: {error}") from None
-    # log_config=None keeps the logging that main() set up instead of uvicorn's own.
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
+    # log_config=None keeps the logging that main() set up instead of uvicorn's own. The
+    # router reads no client address, so uvicorn need not rewrite it from proxy headers
+    # on every request.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+    )
     return 0

@@ -174,7 +174,14 @@ async def _run(args: argparse.Namespace, engines: list[EngineProcess]) -> int:
         raise SystemExit(f"error: {error}") from None
     await _wait_serving(engines)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None)
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log=False,
+            log_config=None,
+            proxy_headers=False,  # the router reads no client address
+        )
     )
     serving = asyncio.create_task(server.serve())
     router = app.state.router

@@ -13,21 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
+import random
 import signal
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from switchyard.router import wire_json
 from switchyard.router.admin import Admin, reload_from
 from switchyard.router.auth import KeyChecker
 from switchyard.router.config import (
@@ -49,6 +50,7 @@ from switchyard.router.providers import first_party
 from switchyard.router.providers.upstream import Endpoint, ProviderModel, UpstreamClient
 from switchyard.router.registry import Engine, FirstPartyModel, Registry
 from switchyard.router.replicas import ReplicaSet
+from switchyard.router.responses import DisconnectWatch, EventStream
 from switchyard.router.routing import preferences
 from switchyard.router.routing.attempts import (
     Attempt,
@@ -62,6 +64,7 @@ from switchyard.router.routing.live_stats import LiveStats
 from switchyard.router.routing.table import ROUTER_PREFIX, RoutingTable, apply_variant
 
 log = logging.getLogger(__name__)
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 # Deepest nesting of arrays and objects accepted in a request body. Real requests stay
@@ -74,8 +77,8 @@ def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
     """The raw JSON object (forwarded to OpenAI-compatible providers as it came) and its
     validated model (what the router itself reads)."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = wire_json.loads(body)
+    except wire_json.DecodeError as error:
         raise invalid_request(f"the request body is not valid JSON: {error}") from None
     except RecursionError:
         raise _too_deep() from None
@@ -100,7 +103,7 @@ def _too_deep() -> APIError:
 
 def _nests_deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
     """Whether arrays and objects nest more than ``limit`` levels; iterative, so any
-    depth ``json.loads`` could build is measured without recursing."""
+    depth the decoder could build is measured without recursing."""
     pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
     while pending:
         container, depth = pending.pop()
@@ -112,52 +115,27 @@ def _nests_deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
     return False
 
 
-def sse_frame(payload: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def sse_body(
-    first: list[dict[str, Any]], batches: AsyncGenerator[list[dict[str, Any]]]
-) -> AsyncIterator[bytes]:
-    """Frame the chunks, one write per batch; the provider's stream is iterated here, in
-    the response's task, so a client disconnect cancels it."""
-    try:
-        yield b"".join(map(sse_frame, first))
-        async for batch in batches:
-            yield b"".join(map(sse_frame, batch))
-        yield b"data: [DONE]\n\n"
-    except APIError as error:
-        yield sse_frame(error.body())
-    except Exception:
-        log.exception("stream failed after it started")
-        yield sse_frame(server_error(500, "internal error", "internal_error").body())
-    finally:
-        await batches.aclose()
-
-
 async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``, cancelling it (and so the engine call) if the client leaves.
-
-    Servers cancel a streaming body on disconnect, but not a handler still computing a
-    whole response; without this a dropped non-streaming request would keep the engine
-    busy until it finished."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(request))
+    """Await ``work``, cancelled (and with it the engine or provider call) if the client
+    leaves first: a server does not cancel a handler still computing a whole response."""
+    watch = DisconnectWatch(request.receive)
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError as error:
+        watch.absorb(error)
+        raise APIError(499, "the client closed the request", code="client_closed_request") from None
     finally:
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled():
-        raise APIError(499, "the client closed the request", code="client_closed_request")
-    return task.result()
+        watch.stop()
 
 
-async def _disconnected(request: Request) -> None:
-    # The body has been read, so the next message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"the request body exceeds {limit} bytes", code="request_too_large")
+
+
+def _request_id() -> str:
+    # Unique, not secret: 128 random bits from the process's PRNG, where uuid4 would make
+    # a system call for every request.
+    return f"{random.getrandbits(128):032x}"
 
 
 def _seconds(milliseconds: int | None) -> float | None:
@@ -285,17 +263,14 @@ class Router:
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
-        too_large = APIError(
-            413, f"the request body exceeds {limit} bytes", code="request_too_large"
-        )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise too_large
+            raise _too_large(limit)
         body = bytearray()
         async for part in request.stream():
             body += part
             if len(body) > limit:
-                raise too_large
+                raise _too_large(limit)
         return bytes(body)
 
     async def _serve(
@@ -308,7 +283,7 @@ class Router:
         try:
             self.keys.check(request.headers.get("authorization"))
             raw, body = parse_body(await self._read_body(request), model)
-            request_id = uuid.uuid4().hex
+            request_id = _request_id()
             target = self._direct_target(body)
             if target is not None:
                 observation = self.metrics.start(body.model, target.owned_by, endpoint)
@@ -326,7 +301,7 @@ class Router:
                 result = await _unless_disconnected(request, call.complete())
                 observation.record_usage(result.get("usage"))
                 self.metrics.finish(observation, 200)
-                return JSONResponse(result)
+                return wire_json.JSONBody(result)
             events = call.stream()
             streaming = True
             observed = self._observed(events, observation, body.include_usage)
@@ -335,11 +310,7 @@ class Router:
             except BaseException:
                 await observed.aclose()
                 raise
-            return StreamingResponse(
-                sse_body(first, observed),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return EventStream(first, observed)
         except APIError as error:
             if observation is None:
                 self.metrics.unrouted(endpoint, error.status)
@@ -514,7 +485,7 @@ class Router:
             }
             for name in self.routing.routers
         ]
-        return JSONResponse({"object": "list", "data": data})
+        return wire_json.JSONBody({"object": "list", "data": data})
 
     async def metrics_text(self, request: Request) -> Response:
         loads = await self.registry.loads()
@@ -522,14 +493,14 @@ class Router:
         return Response(self.metrics.render(loads), media_type=CONTENT_TYPE)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return wire_json.JSONBody({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
         """Ready when every engine serves and its model is known; providers have nothing
         to wait for, so a router with providers only is ready at once."""
         states = await self.registry.readiness()
         ready = all(state == "serving" for state in states.values())
-        return JSONResponse(
+        return wire_json.JSONBody(
             {"status": "ready" if ready else "unavailable", "engines": states},
             status_code=200 if ready else 503,
         )
@@ -555,13 +526,46 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     return server_error(500, "internal error", "internal_error").response()
 
 
+class RouterApp:
+    """The router's ASGI app: POSTs to the completion endpoints go straight to their
+    handler, everything else to the Starlette app behind.
+
+    Starlette's error and exception middleware and its route scan cost a streamed request
+    several percent of the router's time (two wrappers around every ``send`` among them);
+    the two endpoints that carry all the traffic skip them. Their handler answers every
+    error itself, so only a bug reaches the ``except`` here, which logs it and answers a
+    generic 500 as Starlette's error middleware would. Other paths, and a wrong method on
+    these (405), go through Starlette as before.
+    """
+
+    def __init__(self, app: Starlette, completions: Mapping[str, Handler]) -> None:
+        self.app = app
+        self.completions = completions
+        # As on a Starlette app, so callers find the Router at ``app.state.router``.
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.completions.get(scope["path"]) if scope.get("method") == "POST" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await handler(Request(scope, receive, send))
+        except ClientDisconnect:
+            return  # the client left while sending its body: nobody to answer
+        except Exception:
+            log.exception("unexpected error")
+            response = server_error(500, "internal error", "internal_error").response()
+        await response(scope, receive, send)
+
+
 def create_app(
     config: RouterConfig,
     *,
     config_path: str | None = None,
     insecure_no_auth: bool = False,
     environ: Mapping[str, str] | None = None,
-) -> Starlette:
+) -> RouterApp:
     """Build the app; raises InsecureConfigError when no client key is configured and
     ConfigError when a provider's key is not in the environment. With ``config_path``
     the admin API's reload and SIGHUP re-read that file."""
@@ -588,8 +592,13 @@ def create_app(
             await router.registry.close()
             await router.upstream.close()
 
+    completions = {
+        "/v1/chat/completions": router.chat_completions,
+        "/v1/completions": router.completions,
+    }
     app = Starlette(
         routes=[
+            # POSTs never get here (RouterApp); the routes answer other methods with 405.
             Route("/v1/chat/completions", router.chat_completions, methods=["POST"]),
             Route("/v1/completions", router.completions, methods=["POST"]),
             Route("/v1/models", router.models, methods=["GET"]),
@@ -602,4 +611,4 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.router = router
-    return app
+    return RouterApp(app, completions)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from starlette.responses import JSONResponse
 
 from switchyard.router.openai_types import ENGINE_FIELD_TO_PARAM
+from switchyard.router.wire_json import JSONBody
 
 
 class APIError(Exception):
@@ -47,11 +47,11 @@ class APIError(Exception):
             error["metadata"] = self.metadata
         return {"error": error}
 
-    def response(self) -> JSONResponse:
+    def response(self) -> JSONBody:
         headers = dict(self.headers)
         if self.status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        return JSONBody(self.body(), status_code=self.status, headers=headers)
 
 
 def invalid_request(message: str, param: str | None = None) -> APIError:

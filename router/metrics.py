@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from switchyard.engine.v1 import engine_pb2
 from switchyard.router.routing.attempts import Attempt
@@ -47,6 +49,25 @@ class Observation:
         if usage:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+class _Children:
+    """A metric's labelled children, each looked up once.
+
+    ``labels()`` validates the values and takes a lock on every call; a request makes
+    seven such calls, a measurable share of the router's time per request. The label
+    values come from configured models and providers (never from the client's text), so
+    the cache stays as small as the series themselves."""
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class RouterMetrics:
@@ -103,23 +124,29 @@ class RouterMetrics:
             registry=self.registry,
         )
 
+        self._in_flight = _Children(self.in_flight)
+        self._requests = _Children(self.requests)
+        self._latency = _Children(self.latency)
+        self._ttft = _Children(self.ttft)
+        self._tokens = _Children(self.tokens)
+
     def start(self, model: str, provider: str, endpoint: str) -> Observation:
-        self.in_flight.labels(model, provider).inc()
+        self._in_flight(model, provider).inc()
         return Observation(
             model, provider, endpoint, time.perf_counter(), in_flight_labels=(model, provider)
         )
 
     def finish(self, observation: Observation, status: int) -> None:
         o = observation
-        self.in_flight.labels(*o.in_flight_labels).dec()
-        self.requests.labels(o.model, o.provider, o.endpoint, str(status)).inc()
+        self._in_flight(*o.in_flight_labels).dec()
+        self._requests(o.model, o.provider, o.endpoint, str(status)).inc()
         if status >= 400:
             return
-        self.latency.labels(o.model, o.provider).observe(time.perf_counter() - o.started)
+        self._latency(o.model, o.provider).observe(time.perf_counter() - o.started)
         if o.first_token_at is not None:
-            self.ttft.labels(o.model, o.provider).observe(o.first_token_at - o.started)
-        self.tokens.labels(o.model, o.provider, "prompt").inc(o.prompt_tokens)
-        self.tokens.labels(o.model, o.provider, "completion").inc(o.completion_tokens)
+            self._ttft(o.model, o.provider).observe(o.first_token_at - o.started)
+        self._tokens(o.model, o.provider, "prompt").inc(o.prompt_tokens)
+        self._tokens(o.model, o.provider, "completion").inc(o.completion_tokens)
 
     def attempt(self, attempt: Attempt) -> None:
         self.attempts.labels(attempt.model, attempt.provider, str(attempt.status)).inc()

@@ -3,28 +3,27 @@
 Each protocol module (``openai_compatible``, ``anthropic``, ``google``) holds only its
 request, response, stream and error transforms, behind :class:`Adapter`; this module
 sends the request, reads the SSE stream, and turns transport failures and upstream
-statuses into the router's errors. One ``aiohttp`` session (one connection pool) serves
-every provider, so a request costs no TLS handshake once the pool is warm.
+statuses into the router's errors. One :class:`HTTPClient` (one keep-alive pool per
+origin) serves every provider, so a request costs no TLS handshake once the pool is warm.
 
 The upstream stream is read inside the generator that produces the client's response:
-when the client goes away, the server cancels the generator, which closes the upstream
+when the client goes away, the server cancels the generator, which drops the upstream
 connection, so the provider stops generating too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
-
+from switchyard.router import wire_json
 from switchyard.router.config import ResolvedProvider
 from switchyard.router.errors import APIError, invalid_request, server_error
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.providers.http_client import HTTPClient, Response, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,14 @@ OpenAIRequest = ChatCompletionRequest | CompletionRequest
 MAX_ERROR_BODY_BYTES = 64 << 10
 # Longest SSE line accepted from a provider (a Gemini event is one whole response).
 MAX_SSE_LINE_BYTES = 8 << 20
+# Sent with every provider request. Compressed SSE would be held back by the decoder, so
+# bodies are asked for plain.
+COMMON_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "Accept-Encoding": "identity",
+    "User-Agent": "switchyard-router",
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,8 @@ class SSEEvent:
 
     def json(self) -> Json:
         try:
-            value = json.loads(self.data)
-        except (json.JSONDecodeError, RecursionError):
+            value = wire_json.loads(self.data)
+        except (wire_json.DecodeError, RecursionError):
             raise server_error(
                 502, "the provider sent a malformed stream event", "bad_upstream_response"
             ) from None
@@ -148,24 +155,20 @@ class UpstreamClient:
     """Sends requests to providers; one per router, opened on the serving loop."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HTTPClient | None = None
 
     def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            # Compressed SSE would be held back by the decoder; ask for it plain.
-            headers={"Accept-Encoding": "identity"},
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        )
+        self._http = HTTPClient()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def _post(
         self, target: ProviderModel, body: Json, request: OpenAIRequest, endpoint: Endpoint
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """The provider's response once its status says success; raises APIError otherwise."""
-        assert self._session is not None, "UpstreamClient.open() was not called"
+        assert self._http is not None, "UpstreamClient.open() was not called"
         provider, adapter = target.provider, target.adapter
         if endpoint not in adapter.endpoints:
             raise invalid_request(
@@ -175,38 +178,36 @@ class UpstreamClient:
             )
         if provider.single_choice and request.first_field_in_use(("n",)):
             raise invalid_request(f"n > 1 is not supported by {provider.name} models", "n")
-        payload = adapter.request(body, request, target.model)
+        payload = wire_json.dumps(adapter.request(body, request, target.model))
         url = adapter.url(provider.base_url, target.model, endpoint, request.stream)
-        timeout = aiohttp.ClientTimeout(total=provider.timeout_s)
+        headers = {**COMMON_HEADERS, **adapter.headers(provider.api_key)}
         try:
-            response = await self._session.post(
-                url, json=payload, headers=adapter.headers(provider.api_key), timeout=timeout
-            )
+            response = await self._http.post(url, headers, payload, provider.timeout_s)
         except TimeoutError:
             raise server_error(504, f"{provider.name} did not answer in time", "timeout") from None
-        except aiohttp.ClientError as error:
-            log.warning("%s: request failed: %s", provider.name, type(error).__name__)
+        except TransportError as error:
+            log.warning("%s: request failed: %s", provider.name, error)
             raise server_error(
                 502, f"could not reach the {provider.name} provider", "upstream_unreachable"
             ) from None
         if response.status < 300:
             return response
         try:
-            raw = await response.content.read(MAX_ERROR_BODY_BYTES)
-        except (aiohttp.ClientError, TimeoutError):
+            raw = await response.read(MAX_ERROR_BODY_BYTES)
+        except (TransportError, TimeoutError):
             raw = b""
         finally:
             response.release()
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly
+            data = wire_json.loads(raw)
+        except (wire_json.DecodeError, RecursionError):  # not JSON, not UTF-8, nested absurdly
             data = None
         log.warning("%s answered %d", provider.name, response.status)
         raise _status_error(
             response.status,
             adapter.error_message(data) or f"HTTP {response.status}",
             provider.name,
-            response.headers.get("Retry-After") or adapter.retry_after(data),
+            response.headers.get("retry-after") or adapter.retry_after(data),
         )
 
     async def complete(
@@ -219,8 +220,8 @@ class UpstreamClient:
     ) -> Json:
         response = await self._post(target, body, request, endpoint)
         try:
-            data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
+            data = wire_json.loads(await response.read())
+        except (TransportError, TimeoutError, wire_json.DecodeError, RecursionError):
             data = None
         finally:
             response.release()
@@ -248,8 +249,14 @@ class UpstreamClient:
         """
         response = await self._post(target, body, request, endpoint)
         translator = target.adapter.stream(target.model_id, request, request_id)
+        parser = SSEParser()
         try:
-            async for events in _event_reads(response.content):
+            ended = False
+            while not ended:
+                data = await response.read_some()
+                # At the end of the body, the events its last bytes left open still count.
+                ended = not data
+                events = parser.feed(data) if data else parser.finish()
                 batch, failure = _translate(translator, events)
                 if batch:
                     yield batch
@@ -261,24 +268,17 @@ class UpstreamClient:
             raise server_error(
                 504, f"{target.provider.name} stopped answering mid-stream", "timeout"
             ) from None
-        except (aiohttp.ClientError, ValueError):
+        except (TransportError, ValueError):
             # A dropped connection, an undecodable or over-long line: the stream broke.
             pass
         finally:
-            # Closing (not releasing) drops the connection, which is how the provider
-            # learns that nobody reads the rest of the stream.
-            response.close()
+            # A stream read to its end leaves its connection for the next request; one left
+            # before (the client went away, an error) is dropped, which is how the provider
+            # learns that nobody reads the rest.
+            response.release()
         raise server_error(
             502, f"{target.provider.name} ended the stream before it finished", "upstream_error"
         )
-
-
-async def _event_reads(content: aiohttp.StreamReader) -> AsyncIterator[list[SSEEvent]]:
-    """The events completed by each network read, then those the end of stream closes."""
-    parser = SSEParser()
-    async for data in content.iter_any():
-        yield parser.feed(data)
-    yield parser.finish()
 
 
 def _translate(

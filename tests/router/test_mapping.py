@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import httpx
 import pytest
 from pydantic import ValidationError
 
 from switchyard.engine.v1 import engine_pb2
-from switchyard.router.app import create_app, sse_body
+from switchyard.router.app import create_app
 from switchyard.router.auth import InsecureConfigError, KeyChecker
 from switchyard.router.config import parse_config
 from switchyard.router.errors import APIError, from_rpc_error
@@ -336,15 +334,3 @@ async def test_requests_refused_before_any_engine_is_asked() -> None:
         assert response.status_code == 404
         assert response.json()["error"]["message"]
         assert (await http.get(post)).status_code == 405
-
-
-async def test_stream_failure_after_start_is_a_final_error_event() -> None:
-    async def events() -> AsyncIterator[list[dict]]:
-        yield [{"n": 2}, {"n": 3}]
-        raise APIError(503, "the engine is unavailable", type="server_error")
-
-    frames = [frame async for frame in sse_body([{"n": 1}], events())]
-    # A batch is one write.
-    assert frames[:2] == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\ndata: {"n":3}\n\n']
-    assert frames[2].startswith(b'data: {"error":{"message":"the engine is unavailable"')
-    assert len(frames) == 3

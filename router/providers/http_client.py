@@ -1,0 +1,337 @@
+"""HTTP/1.1 to providers: a keep-alive pool per origin, TLS, request bodies sent whole,
+responses read whole or streamed as they arrive, and one deadline per exchange.
+
+It replaces a general-purpose client on the router's hot path. Per request that client
+built a URL object, a request object, merged headers, entered trace and timer contexts
+and picked a payload writer: about a third of the router's own time, more than the
+router's routing and translation together. Providers need none of it: one method (POST
+with a JSON body), no cookies, no redirects, no proxies, no compression (we ask for
+``identity``). Parsing is httptools (llhttp, the parser uvicorn serves the router with).
+
+A pooled connection the provider closed while it sat idle fails on its next use before
+any byte of a response arrives; that request is sent again once, on a new connection,
+as browsers and other clients do. Nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+# Unread response bytes at which the socket stops being read until the reader catches up.
+PAUSE_READING_BYTES = 1 << 20
+# Idle keep-alive connections kept per origin; more are closed when released.
+MAX_IDLE_PER_ORIGIN = 256
+
+
+class TransportError(Exception):
+    """The exchange failed below HTTP: the connection was refused, reset or closed before
+    the response ended, or the response could not be parsed."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(url: str) -> tuple[Origin, str, bytes]:
+    """The origin, the request target and the Host header of ``url``; cached, as the
+    router calls the same few URLs over and over."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    default = 443 if parts.scheme == "https" else 80
+    port = parts.port or default
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname if port == default else f"{parts.hostname}:{port}"
+    if ":" in parts.hostname:  # IPv6 literal
+        host = f"[{parts.hostname}]" + ("" if port == default else f":{port}")
+    return Origin(parts.scheme, parts.hostname, port), target, host.encode("idna")
+
+
+class _Connection(asyncio.Protocol):
+    """One connection; one exchange at a time, its response parsed as bytes arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.begin()
+
+    def begin(self) -> None:
+        """Reset the per-exchange state before a request is written."""
+        self._parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.keep_alive = False
+        self.complete = False
+        self.received_any = False
+        self.failure: BaseException | None = None
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self.fail(TransportError(f"malformed response: {error}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.headers_done and not self.complete and self._reads_until_close():
+            self.complete = True
+            self._wake()
+        elif not self.complete:
+            self.fail(TransportError("the connection closed before the response ended"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        # Read here: the parser forgets it once the message is complete.
+        self.keep_alive = self._parser.should_keep_alive()
+        self.headers_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered >= PAUSE_READING_BYTES and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    # the exchange
+    def fail(self, error: BaseException) -> None:
+        """End the exchange with ``error`` (raised to its reader) and drop the connection."""
+        if self.failure is None:
+            self.failure = error
+        self.abort()
+        self._wake()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def reusable(self) -> bool:
+        return (
+            self.complete
+            and self.failure is None
+            and not self.closed
+            and not self._body
+            and self.keep_alive
+        )
+
+    def take(self) -> bytes:
+        """The body bytes received and not yet taken."""
+        data = b"".join(self._body)
+        self._body.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait(self) -> None:
+        """Until something arrives (headers, body, the end) or the exchange fails."""
+        if self.failure is not None:
+            raise self.failure
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self.failure is not None:
+            raise self.failure
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _reads_until_close(self) -> bool:
+        # Neither a length nor chunked framing: the body ends when the connection does.
+        return "content-length" not in self.headers and "chunked" not in self.headers.get(
+            "transfer-encoding", ""
+        )
+
+
+class Response:
+    """A provider's response, once its status and headers have arrived; read it with
+    :meth:`read` or :meth:`read_some`, then :meth:`release` it (or :meth:`close` it to drop
+    the connection, which is how a provider learns that nobody reads its stream)."""
+
+    def __init__(self, client: HTTPClient, origin: Origin, connection: _Connection) -> None:
+        self._client = client
+        self._origin = origin
+        self._connection = connection
+        self.status = connection.status
+        self.headers: Mapping[str, str] = connection.headers
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The body, or its first ``limit`` bytes (the rest is not read)."""
+        connection = self._connection
+        parts = []
+        size = 0
+        while True:
+            if connection._body:
+                part = connection.take()
+                parts.append(part)
+                size += len(part)
+            if connection.complete or (limit is not None and size >= limit):
+                body = b"".join(parts)
+                return body if limit is None else body[:limit]
+            await connection.wait()
+
+    async def read_some(self) -> bytes:
+        """The body bytes that arrived since the last call (several network reads when
+        the reader fell behind), waiting for some; ``b""`` once the body has ended."""
+        connection = self._connection
+        while not connection._body:
+            if connection.complete:
+                return b""
+            await connection.wait()
+        return connection.take()
+
+    def release(self) -> None:
+        """Return the connection to the pool if the response was read to its end, close it
+        otherwise."""
+        self._client._release(self._origin, self._connection)
+
+    def close(self) -> None:
+        self._connection.abort()
+        self._client._release(self._origin, self._connection)
+
+
+class HTTPClient:
+    """The router's connections to providers; opened on the serving loop."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._deadlines: dict[_Connection, asyncio.TimerHandle] = {}
+        # Certificates are verified against the system's trust store unless a context
+        # (a private CA, say) is given.
+        self._ssl = ssl_context
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float | None
+    ) -> Response:
+        """Send the request; the response once its headers have arrived. Raises
+        TransportError or, past ``timeout_s`` from now (which also bounds reading the
+        body), TimeoutError; ValueError for a header value with a line break."""
+        origin, target, host = _split(url)
+        head = [b"POST ", target.encode(), b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name}: line breaks are not allowed in a value")
+            head += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        head += (b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body)
+        request = b"".join(head)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        connection, reused = self._pooled(origin)
+        if connection is None:
+            connection = await self._connect(origin, deadline)
+        try:
+            return await self._exchange(origin, connection, request, deadline)
+        except TransportError:
+            if not reused or connection.received_any:
+                raise
+        # The provider had closed the idle connection: once more, on a new one.
+        connection = await self._connect(origin, deadline)
+        return await self._exchange(origin, connection, request, deadline)
+
+    async def _exchange(
+        self, origin: Origin, connection: _Connection, request: bytes, deadline: float | None
+    ) -> Response:
+        connection.begin()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._deadlines[connection] = loop.call_at(
+                deadline, connection.fail, TimeoutError("the provider did not answer in time")
+            )
+        assert connection.transport is not None
+        try:
+            connection.transport.write(request)
+            while not connection.headers_done:
+                await connection.wait()
+        except BaseException:
+            connection.abort()
+            self._release(origin, connection)
+            raise
+        return Response(self, origin, connection)
+
+    def _pooled(self, origin: Origin) -> tuple[_Connection | None, bool]:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection, True
+        return None, False
+
+    async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
+        loop = asyncio.get_running_loop()
+        secure = origin.scheme == "https"
+        if secure and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        connecting = loop.create_connection(
+            _Connection,
+            origin.host,
+            origin.port,
+            ssl=self._ssl if secure else None,
+            server_hostname=origin.host if secure else None,
+        )
+        try:
+            if deadline is None:
+                _, connection = await connecting
+            else:
+                async with asyncio.timeout_at(deadline):
+                    _, connection = await connecting
+        except OSError as error:  # refused, unreachable, DNS, TLS (ssl.SSLError is one)
+            raise TransportError(f"could not connect: {error}") from None
+        return connection
+
+    def _release(self, origin: Origin, connection: _Connection) -> None:
+        deadline = self._deadlines.pop(connection, None)
+        if deadline is not None:
+            deadline.cancel()
+        idle = self._idle.setdefault(origin, [])
+        if connection.reusable() and len(idle) < MAX_IDLE_PER_ORIGIN:
+            idle.append(connection)
+        else:
+            connection.abort()
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.abort()
+        self._idle.clear()
+        for connection, deadline in self._deadlines.items():
+            deadline.cancel()
+            connection.abort()
+        self._deadlines.clear()
