@@ -35,6 +35,9 @@ class APIError(Exception):
         self.headers = headers or {}
         # A routed request's decision and attempts, so a failure can be traced.
         self.metadata: dict[str, Any] | None = None
+        # The target cannot serve the request as asked (a field or an endpoint it does not
+        # offer), though another might: a fallback chain goes on to the next target.
+        self.unsupported = False
 
     def body(self) -> dict[str, dict[str, Any]]:
         error: dict[str, Any] = {
@@ -56,6 +59,13 @@ class APIError(Exception):
 
 def invalid_request(message: str, param: str | None = None) -> APIError:
     return APIError(400, message, param=param)
+
+
+def unsupported(message: str, param: str | None = None) -> APIError:
+    """A 400 for what this target lacks; see ``APIError.unsupported``."""
+    error = invalid_request(message, param)
+    error.unsupported = True
+    return error
 
 
 def server_error(status: int, message: str, code: str) -> APIError:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from switchyard.router.errors import APIError, invalid_request, server_error
+from switchyard.router.errors import APIError, server_error, unsupported
 from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
 from switchyard.router.providers.chat_translation import (
     ChatReply,
@@ -209,7 +209,7 @@ class Anthropic(Adapter):
         assert isinstance(request, ChatCompletionRequest)
         refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
         if refused is not None:
-            raise invalid_request(f"{refused} is not supported by anthropic models", refused)
+            raise unsupported(f"{refused} is not supported by anthropic models", refused)
         system, messages = _messages(request)
         payload: Json = {
             "model": model,

@@ -19,7 +19,7 @@ import grpc
 
 from switchyard.engine.client import build_request
 from switchyard.engine.v1 import engine_pb2
-from switchyard.router.errors import from_rpc_error, invalid_request, server_error
+from switchyard.router.errors import from_rpc_error, server_error, unsupported
 from switchyard.router.openai_types import (
     OUTPUT_SHAPING,
     ChatCompletionRequest,
@@ -51,14 +51,14 @@ def _refuse_what_the_engine_cannot_do(request: ChatCompletionRequest | Completio
     # asking for more gets a 400 rather than an answer that silently lacks it.
     field = request.first_field_in_use(OUTPUT_SHAPING)
     if field is not None:
-        raise invalid_request(f"{field} is not supported by first-party models", field)
+        raise unsupported(f"{field} is not supported by first-party models", field)
 
 
 def chat_to_engine(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
     _refuse_what_the_engine_cannot_do(request)
     for index, message in enumerate(request.messages):
         if message.has_images():
-            raise invalid_request(
+            raise unsupported(
                 f"messages[{index}].content: first-party models take text only, not images",
                 f"messages[{index}].content",
             )
@@ -74,7 +74,7 @@ def completion_to_engine(request: CompletionRequest, request_id: str) -> engine_
     _refuse_what_the_engine_cannot_do(request)
     prompts = request.prompts()
     if len(prompts) != 1:
-        raise invalid_request(
+        raise unsupported(
             f"prompt: first-party models take one prompt per request, not {len(prompts)}",
             "prompt",
         )

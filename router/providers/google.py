@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from switchyard.router.errors import APIError, invalid_request
+from switchyard.router.errors import APIError, invalid_request, unsupported
 from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
 from switchyard.router.providers.chat_translation import (
     ChatReply,
@@ -245,7 +245,7 @@ class Google(Adapter):
         assert isinstance(request, ChatCompletionRequest)
         refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
         if refused is not None:
-            raise invalid_request(f"{refused} is not supported by google-ai-studio models", refused)
+            raise unsupported(f"{refused} is not supported by google-ai-studio models", refused)
         system, contents = _contents(request)
         generation = {
             "maxOutputTokens": request.output_limit(),

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from switchyard.router import wire_json
 from switchyard.router.config import ResolvedProvider
-from switchyard.router.errors import APIError, invalid_request, server_error
+from switchyard.router.errors import APIError, invalid_request, server_error, unsupported
 from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
 from switchyard.router.providers.http_client import HTTPClient, Response, TransportError
 
@@ -171,13 +171,13 @@ class UpstreamClient:
         assert self._http is not None, "UpstreamClient.open() was not called"
         provider, adapter = target.provider, target.adapter
         if endpoint not in adapter.endpoints:
-            raise invalid_request(
+            raise unsupported(
                 f"the {provider.name} provider does not offer the {endpoint} endpoint; "
                 "use /v1/chat/completions",
                 "model",
             )
         if provider.single_choice and request.first_field_in_use(("n",)):
-            raise invalid_request(f"n > 1 is not supported by {provider.name} models", "n")
+            raise unsupported(f"n > 1 is not supported by {provider.name} models", "n")
         payload = wire_json.dumps(adapter.request(body, request, target.model))
         url = adapter.url(provider.base_url, target.model, endpoint, request.stream)
         headers = {**COMMON_HEADERS, **adapter.headers(provider.api_key)}

@@ -37,8 +37,8 @@ def has_content(chunk: Json) -> bool:
 
 
 def retryable(error: APIError) -> bool:
-    """Failures of the target, which another target may not have."""
-    return error.status == 429 or error.status >= 500
+    """Failures and limits of the target, which another target may not have."""
+    return error.status == 429 or error.status >= 500 or error.unsupported
 
 
 @dataclass(frozen=True)

@@ -229,3 +229,25 @@ async def test_auto_takes_the_cheapest_model(client, upstream) -> None:
 
 async def test_router_models_are_listed(client) -> None:
     assert "router/chat" in [m.id async for m in client.models.list()]
+
+
+async def test_a_host_that_cannot_honour_a_field_passes_the_request_on(client, upstream) -> None:
+    # Groq serves one choice per request; Together serves n.
+    upstream.queue(Reply(body=openai_completion("two choices")))
+    completion = await client.chat.completions.create(
+        model="llama-4-scout", messages=HELLO, n=2, extra_body={"provider": {"sort": "price"}}
+    )
+    assert completion.choices[0].message.content == "two choices"
+    assert attempts(completion.metadata) == [
+        ("groq", "groq/llama-4-scout", 400),
+        ("together", "together/llama-4-scout", 200),
+    ]
+    assert providers_called(upstream) == ["together"]
+    assert upstream.last.body["n"] == 2
+
+
+async def test_when_no_host_can_honour_a_field_the_400_names_it(client, upstream) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(model="groq/llama-4-scout", messages=HELLO, n=2)
+    assert error.value.body["param"] == "n"
+    assert providers_called(upstream) == []
