@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -38,8 +42,6 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from switchyard.router.app import create_app
     from switchyard.router.auth import InsecureConfigError
     from switchyard.router.config import ConfigError, load_config
@@ -52,15 +54,18 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except (ConfigError, InsecureConfigError) as error:
         raise SystemExit(f"error: {error}") from None
+    router_server(app, args.host, args.port).run()
+    return 0
+
+
+def router_server(app: Any, host: str, port: int) -> uvicorn.Server:
+    """The uvicorn server of the router app, for ``router serve`` and ``serve`` alike."""
+    import uvicorn
+
     # log_config=None keeps the logging that main() set up instead of uvicorn's own. The
     # router reads no client address, so uvicorn need not rewrite it from proxy headers
     # on every request.
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
+    config = uvicorn.Config(
+        app, host=host, port=port, access_log=False, log_config=None, proxy_headers=False
     )
-    return 0
+    return uvicorn.Server(config)

@@ -161,8 +161,7 @@ def _router_config(
 
 
 async def _run(args: argparse.Namespace, engines: list[EngineProcess]) -> int:
-    import uvicorn
-
+    from switchyard.cli.router import router_server
     from switchyard.router.app import create_app
     from switchyard.router.auth import InsecureConfigError
     from switchyard.router.config import ConfigError, parse_config
@@ -173,16 +172,7 @@ async def _run(args: argparse.Namespace, engines: list[EngineProcess]) -> int:
     except (ConfigError, InsecureConfigError) as error:
         raise SystemExit(f"error: {error}") from None
     await _wait_serving(engines)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            access_log=False,
-            log_config=None,
-            proxy_headers=False,  # the router reads no client address
-        )
-    )
+    server = router_server(app, args.host, args.port)
     serving = asyncio.create_task(server.serve())
     router = app.state.router
     # Started, and every engine's model known (the router asks the engines at start).

@@ -38,6 +38,18 @@ def reply(body: bytes, status: str = "200 OK", extra: bytes = b"") -> bytes:
     return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + extra + b"\r\n" + body
 
 
+def answers_once(raw: bytes) -> Handler:
+    """Reads one request, writes ``raw``, then closes the connection without saying so
+    (no "Connection: close"), as servers do on an idle timeout."""
+
+    async def handler(reader: Reader, writer: Writer) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return handler
+
+
 class Server:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -125,13 +137,7 @@ async def test_a_chunked_stream_arrives_piece_by_piece(client: HTTPClient) -> No
 
 
 async def test_an_idle_connection_the_server_closed_is_replaced_once(client: HTTPClient) -> None:
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await read_request(reader)
-        writer.write(reply(b"one request per connection"))
-        await writer.drain()
-        # Closes without saying so (no "Connection: close"), as servers do on idle timeout.
-
-    async with serving(handler) as (server, url):
+    async with serving(answers_once(reply(b"one request per connection"))) as (server, url):
         for _ in range(3):
             response = await client.post(url, {}, b"{}", 5)
             assert await response.read() == b"one request per connection"
@@ -141,12 +147,8 @@ async def test_an_idle_connection_the_server_closed_is_replaced_once(client: HTT
 
 
 async def test_a_response_cut_short_fails_and_is_not_sent_again(client: HTTPClient) -> None:
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-        await writer.drain()
-
-    async with serving(handler) as (server, url):
+    cut_short = answers_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+    async with serving(cut_short) as (server, url):
         response = await client.post(url, {}, b"{}", 5)
         with pytest.raises(TransportError, match="closed before the response ended"):
             await response.read()
@@ -155,12 +157,8 @@ async def test_a_response_cut_short_fails_and_is_not_sent_again(client: HTTPClie
 
 
 async def test_a_body_without_length_ends_with_the_connection(client: HTTPClient) -> None:
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-        await writer.drain()
-
-    async with serving(handler) as (_, url):
+    unframed = answers_once(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+    async with serving(unframed) as (_, url):
         response = await client.post(url, {}, b"{}", 5)
         assert await response.read() == b"until the end"
         response.release()
@@ -260,12 +258,7 @@ async def test_tls_is_verified(tmp_path: Path, client: HTTPClient) -> None:
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
 
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await read_request(reader)
-        writer.write(reply(b"secret"))
-        await writer.drain()
-
-    async with serving(handler, server_context) as (_, url):
+    async with serving(answers_once(reply(b"secret")), server_context) as (_, url):
         # The default trust store does not know this certificate.
         with pytest.raises(TransportError, match="could not connect"):
             await client.post(url, {}, b"{}", 5)
