@@ -1,5 +1,6 @@
-"""Activation scales for W4A4 recipes: run the bf16 model over the shipped calibration text
-and record the largest absolute input each quantized linear layer sees.
+"""Calibration: run the bf16 model over the shipped calibration text and record what each
+quantized linear layer sees at its input: the largest absolute value (W4A4 input
+scales) and, for calibrated weight rounding (GPTQ, block scale search), ``X^T X``.
 
 An NVFP4 activation is quantized at run time in 16-element blocks whose E4M3 block scales
 are relative to one static per-tensor scale, ``input_scale = amax / (6 * 448)``, as for
@@ -12,6 +13,7 @@ activations of the whole model.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,22 +44,50 @@ def token_batches(
     ]
 
 
-def input_amax(
-    source: Path, modules: list[str], calibration: Calibration, text: str
-) -> dict[str, torch.Tensor]:
-    """The largest |input| of each module in ``modules`` over ``text``, fp32 0-dim."""
+@dataclass
+class InputStatistics:
+    """What calibration saw at each module's input: the largest |x| (fp32 0-dim) and,
+    when asked for, ``X^T X`` over all tokens (fp32 ``[in, in]``) for GPTQ and the block
+    scale search. Fused shards read one input, so their Hessian is stored once, under the
+    first shard's name (:func:`hessian_key`)."""
+
+    amax: dict[str, torch.Tensor] = field(default_factory=dict)
+    hessians: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def hessian(self, module: str) -> torch.Tensor:
+        return self.hessians[hessian_key(module)]
+
+
+def hessian_key(module: str) -> str:
+    """The module whose input Hessian ``module`` shares: the first of its fused group."""
+    return (fused_group(module) or (module,))[0]
+
+
+def input_statistics(
+    source: Path, modules: list[str], calibration: Calibration, text: str, hessians: bool
+) -> InputStatistics:
+    """Run the bf16 model over ``text`` and record each of ``modules``' inputs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # per-tensor loading bars are noise here
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16).eval()
-    amax: dict[str, torch.Tensor] = {}
+    stats = InputStatistics()
 
     def record(name: str):
+        own_hessian = hessians and hessian_key(name) == name
+
         def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            seen = inputs[0].detach().abs().amax().float()
+            x = inputs[0].detach()
+            seen = x.abs().amax().float()
+            amax = stats.amax
             amax[name] = torch.maximum(amax[name], seen) if name in amax else seen
+            if own_hessian:
+                rows = x.reshape(-1, x.shape[-1]).float()
+                product = rows.T @ rows
+                known = stats.hessians.get(name)
+                stats.hessians[name] = product if known is None else known + product
 
         return hook
 
@@ -69,36 +99,45 @@ def input_amax(
     ]
     batches = token_batches(tokenizer, text, calibration)
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: GPTQ later computes on these tensors
             for batch in batches:
                 model(input_ids=batch)
     finally:
         for handle in handles:
             handle.remove()
-    log.info("calibrated %d layers over %d tokens", len(amax), sum(b.numel() for b in batches))
-    return amax
+    tokens = sum(batch.numel() for batch in batches)
+    log.info("calibrated %d layers over %d tokens", len(stats.amax), tokens)
+    missing = [module for module in modules if module not in stats.amax]
+    if missing:
+        raise QuantizeError(f"calibration never ran {', '.join(missing[:5])}")
+    return stats
 
 
-def input_scales(
-    source: Path, recipe: Recipe, modules: list[str], text: str | None = None
-) -> dict[str, torch.Tensor]:
+def input_scales(stats: InputStatistics, modules: list[str]) -> dict[str, torch.Tensor]:
     """Each module's ``input_scale`` (fp32 0-dim), ``amax / (6 * 448)``.
 
     Fused shards (q/k/v, gate/up) read the same input, and vLLM keeps one input scale
     per fused layer; their maximum is written to all of them.
     """
-    if recipe.calibration is None:
-        raise QuantizeError(f"recipe {recipe.name} has no calibration settings")
-    text = CALIBRATION_TEXT.read_text() if text is None else text
-    amax = input_amax(source, modules, recipe.calibration, text)
-    missing = [module for module in modules if module not in amax]
-    if missing:
-        raise QuantizeError(f"calibration never ran {', '.join(missing[:5])}")
     scales = {}
     for module in modules:
-        group = [m for m in fused_group(module) or (module,) if m in amax]
-        largest = torch.stack([amax[m] for m in group]).amax()
+        group = [m for m in fused_group(module) or (module,) if m in stats.amax]
+        largest = torch.stack([stats.amax[m] for m in group]).amax()
         if not torch.isfinite(largest) or largest == 0:
             raise QuantizeError(f"calibration saw input amax {largest.item()} at {module}")
         scales[module] = global_scale_from_amax(largest)
     return scales
+
+
+def calibrate(source: Path, recipe: Recipe, modules: list[str]) -> InputStatistics:
+    """Run ``recipe``'s calibration over the shipped text (Hessians only if its weight
+    rounding uses them)."""
+    if recipe.calibration is None:
+        raise QuantizeError(f"recipe {recipe.name} has no calibration settings")
+    return input_statistics(
+        source,
+        modules,
+        recipe.calibration,
+        CALIBRATION_TEXT.read_text(),
+        hessians=recipe.weights.calibrated,
+    )

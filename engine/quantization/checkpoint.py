@@ -27,14 +27,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from switchyard.engine.quantization.recipes import Activations, Recipe
-from switchyard.kernels.quant import nvfp4_quantize, nvfp4_quantize_reference
+from switchyard.engine.quantization.rounding import WeightQuantizer, weight_quantizer
 from switchyard.kernels.quant.reference import BLOCK_SIZE, global_scale_from_amax
+
+if TYPE_CHECKING:
+    from switchyard.engine.quantization.calibration import InputStatistics
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +141,6 @@ def plan(recipe: Recipe, modules: Iterable[str], tensors: set[str]) -> list[str]
     return selected
 
 
-def pick_quantizer() -> tuple[Callable[..., tuple[torch.Tensor, ...]], torch.device]:
-    """The Triton kernel on a GPU; its torch reference (bit-identical, and vectorised,
-    where the Triton CPU interpreter runs a program at a time and takes minutes per model)
-    without one."""
-    if torch.cuda.is_available():
-        return nvfp4_quantize, torch.device("cuda")
-    return nvfp4_quantize_reference, torch.device("cpu")
-
-
 def global_scales(source: Path, files: list[str], selected: list[str]) -> dict[str, torch.Tensor]:
     """Each quantized module's global scale: its own amax / (6 * 448), or for fused
     shards the largest of theirs."""
@@ -213,10 +208,10 @@ def _write_tensors(
     staged: Path,
     files: list[str],
     scales: dict[str, torch.Tensor],
+    quantize: WeightQuantizer,
     input_scales: dict[str, torch.Tensor] | None,
 ) -> tuple[dict[str, str], int, int]:
     """Quantize shard by shard; returns the new weight map and the bytes before/after."""
-    quantize, device = pick_quantizer()
     weight_map: dict[str, str] = {}
     source_bytes = quantized_bytes = 0
     for file in files:
@@ -231,10 +226,7 @@ def _write_tensors(
                             f"{module} has {tensor.shape[-1]} input features, not a multiple "
                             f"of {BLOCK_SIZE}; exclude it in the recipe"
                         )
-                    packed, block_scales, global_scale = (
-                        part.cpu()
-                        for part in quantize(tensor.to(device), scales[module].to(device))
-                    )
+                    packed, block_scales, global_scale = quantize(module, tensor, scales[module])
                     out[name] = packed
                     out[f"{module}.weight_scale"] = block_scales
                     out[f"{module}.weight_scale_2"] = global_scale.reshape(())
@@ -253,12 +245,13 @@ def quantize_checkpoint(
     source: Path,
     recipe: Recipe,
     out: Path,
-    calibrate: Callable[[Path, Recipe, list[str]], dict[str, torch.Tensor]] | None = None,
+    calibrate: Callable[[Path, Recipe, list[str]], InputStatistics] | None = None,
 ) -> QuantizeReport:
     """Quantize the bf16 checkpoint in ``source`` under ``recipe`` into ``out``.
 
-    ``calibrate`` measures the per-module activation input scales for W4A4 recipes
-    (``amax / (6 * 448)``); it defaults to running the model over the shipped text.
+    ``calibrate`` measures what the recipe needs of the layers' inputs (amax for W4A4
+    input scales, ``X^T X`` for calibrated weight rounding); it defaults to running the
+    model over the shipped text.
     """
     started = time.perf_counter()
     out = out.expanduser().absolute()
@@ -278,18 +271,21 @@ def quantize_checkpoint(
     excluded = exclude_list(linear, selected)
     scales = global_scales(source, files, selected)
 
-    input_scales = None
-    if recipe.activations is Activations.NVFP4:
-        if calibrate is None:
-            from switchyard.engine.quantization.calibration import input_scales as calibrate
-        input_scales = calibrate(source, recipe, selected)
+    stats = input_scales = None
+    if recipe.calibration is not None:
+        from switchyard.engine.quantization import calibration
+
+        stats = (calibrate or calibration.calibrate)(source, recipe, selected)
+        if recipe.activations is Activations.NVFP4:
+            input_scales = calibration.input_scales(stats, selected)
+    quantize = weight_quantizer(recipe.weights, stats)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would make the model private to its writer
         weight_map, source_bytes, quantized_bytes = _write_tensors(
-            source, staging, files, scales, input_scales
+            source, staging, files, scales, quantize, input_scales
         )
         if len(files) > 1:
             index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}

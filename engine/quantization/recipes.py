@@ -32,6 +32,13 @@ class Activations(StrEnum):
     NVFP4 = "nvfp4"
 
 
+class WeightMethod(StrEnum):
+    # Round to nearest, block scales by amax: modelopt's own bytes, no calibration.
+    RTN = "rtn"
+    # GPTQ onto the NVFP4 grid against each layer's calibration Hessian (gptq.py).
+    GPTQ = "gptq"
+
+
 class _Strict(BaseModel):
     # A misspelt key would otherwise be silently ignored and its default used.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,6 +53,48 @@ class Calibration(_Strict):
     sequence_length: int = Field(default=256, ge=16, le=8192)
 
 
+class ScaleSearch(_Strict):
+    # Each block tries its amax scale and ``candidates`` more, amax / 6 times factors
+    # evenly spaced over [low, high] and rounded to E4M3, and keeps the one with the least
+    # activation-weighted error (scale_search.py). E4M3 steps are 6-12% apart, so a
+    # dozen candidates over +-30% reach every E4M3 value in range.
+    low: float = Field(default=0.7, gt=0.0, le=1.0)
+    high: float = Field(default=1.3, ge=1.0, le=2.0)
+    candidates: int = Field(default=12, ge=1, le=64)
+
+    @property
+    def factors(self) -> tuple[float, ...]:
+        if self.candidates == 1:
+            return (self.low,)
+        step = (self.high - self.low) / (self.candidates - 1)
+        return tuple(self.low + step * i for i in range(self.candidates))
+
+
+class Weights(_Strict):
+    """How weights are rounded to NVFP4; every choice writes the same format."""
+
+    method: WeightMethod = WeightMethod.RTN
+    # GPTQ only: the Hessian X^T X gets ``damp * diag(X^T X)`` added (shrinking it toward
+    # its diagonal). A few hundred calibration tokens estimate each input's energy well
+    # but their correlations poorly; undamped GPTQ fits the calibration text and loses
+    # elsewhere.
+    damp: float | None = Field(default=None, gt=0.0, le=100.0)
+    scale_search: ScaleSearch | None = None
+
+    @model_validator(mode="after")
+    def _damp_only_for_gptq(self) -> Weights:
+        if self.method is WeightMethod.GPTQ and self.damp is None:
+            raise ValueError("damp: required when method is gptq")
+        if self.method is not WeightMethod.GPTQ and self.damp is not None:
+            raise ValueError("damp: only used when method is gptq")
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether rounding needs calibration activations (GPTQ, or the search's weights)."""
+        return self.method is WeightMethod.GPTQ or self.scale_search is not None
+
+
 class Recipe(_Strict):
     name: str = Field(exclude=True)
     description: str = Field(min_length=1)
@@ -54,14 +103,17 @@ class Recipe(_Strict):
     quantize: list[str] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=list)
     activations: Activations
+    weights: Weights = Field(default_factory=Weights)
     calibration: Calibration | None = None
 
     @model_validator(mode="after")
-    def _calibration_matches_activations(self) -> Recipe:
-        if self.activations is Activations.NVFP4 and self.calibration is None:
-            raise ValueError("calibration: required when activations is nvfp4")
-        if self.activations is Activations.BF16 and self.calibration is not None:
-            raise ValueError("calibration: only used when activations is nvfp4")
+    def _calibration_matches_its_users(self) -> Recipe:
+        users = "activations is nvfp4 or weights use gptq or scale_search"
+        needed = self.activations is Activations.NVFP4 or self.weights.calibrated
+        if needed and self.calibration is None:
+            raise ValueError(f"calibration: required when {users}")
+        if not needed and self.calibration is not None:
+            raise ValueError(f"calibration: only used when {users}")
         return self
 
     @property

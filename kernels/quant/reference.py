@@ -84,6 +84,28 @@ def e2m1_codes(scaled: torch.Tensor) -> torch.Tensor:
     return (sign << 3) + index + on_tie
 
 
+def amax_block_scales(blocks: torch.Tensor, global_scale: torch.Tensor) -> torch.Tensor:
+    """The fp32 block scales of ``blocks [..., 16]`` before rounding to E4M3: block amax /
+    (6 * global scale), and 1.0 where that is 0."""
+    block_scale = blocks.abs().amax(-1).float() / (E2M1_MAX * global_scale)
+    block_scale[block_scale == 0] = 1.0
+    if global_scale == 0:  # all-zero tensor: 0 / 0 above (see the module docstring)
+        block_scale.fill_(1.0)
+    return block_scale
+
+
+def e4m3_block_scales(block_scale: torch.Tensor) -> torch.Tensor:
+    """fp32 block scales (relative to the global scale) clamped to E4M3's range and rounded
+    to float8_e4m3fn, as modelopt stores them."""
+    return block_scale.clamp(min=E4M3_MIN_SUBNORMAL, max=E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+def pack_e2m1(codes: torch.Tensor) -> torch.Tensor:
+    """4-bit codes ``[rows, cols]`` to bytes ``[rows, cols / 2]``: even column in the low
+    nibble, odd column in the high one."""
+    return (codes[:, 1::2] << 4) | codes[:, 0::2]
+
+
 def nvfp4_quantize_reference(
     w: torch.Tensor, global_scale: torch.Tensor | float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,20 +125,13 @@ def nvfp4_quantize_reference(
     blocks = w.reshape(rows, cols // BLOCK_SIZE, BLOCK_SIZE)
 
     # get_weights_scaling_factor: block amax / (6 * global scale), 0 -> 1, clamp, to E4M3.
-    block_amax = blocks.abs().amax(-1).float()
-    block_scale = block_amax / (E2M1_MAX * global_scale)
-    block_scale[block_scale == 0] = 1.0
-    if global_scale == 0:  # all-zero tensor: 0 / 0 above (see the module docstring)
-        block_scale.fill_(1.0)
-    block_scales = block_scale.clamp(min=E4M3_MIN_SUBNORMAL, max=E4M3_MAX).to(torch.float8_e4m3fn)
+    block_scales = e4m3_block_scales(amax_block_scales(blocks, global_scale))
 
     # quantize: divide by the dequantized scale (fp32), round to E2M1, pack pairs.
     divisor = (block_scales.to(torch.float32) * global_scale).unsqueeze(-1)
     scaled = blocks / divisor  # bf16 / fp16 inputs are promoted to fp32 exactly
     scaled = torch.where(divisor == 0, 0.0, scaled).reshape(rows, cols)
-    codes = e2m1_codes(scaled)
-    packed = (codes[:, 1::2] << 4) | codes[:, 0::2]
-    return packed, block_scales, global_scale.reshape(())
+    return pack_e2m1(e2m1_codes(scaled)), block_scales, global_scale.reshape(())
 
 
 def nvfp4_dequantize_reference(

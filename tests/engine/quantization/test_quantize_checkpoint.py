@@ -25,7 +25,7 @@ from switchyard.engine.quantization.checkpoint import (
     linear_modules,
     quantize_checkpoint,
 )
-from switchyard.engine.quantization.recipes import load_recipe, recipe_names
+from switchyard.engine.quantization.recipes import Weights, load_recipe, recipe_names
 from switchyard.kernels.quant.reference import nvfp4_dequantize_reference
 
 SMOLLM = "smollm2-135m-instruct"
@@ -49,6 +49,15 @@ def quantized(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return {
         name: quantize_checkpoint(source, load_recipe(name), root / name) for name in recipe_names()
     }
+
+
+@pytest.fixture(scope="module")
+def rtn(source: Path, tmp_path_factory: pytest.TempPathFactory) -> QuantizeReport:
+    """nvfp4-w4a16 with plain round-to-nearest weights: modelopt's own bytes."""
+    recipe = load_recipe("nvfp4-w4a16").model_copy(
+        update={"weights": Weights(), "calibration": None}
+    )
+    return quantize_checkpoint(source, recipe, tmp_path_factory.mktemp("rtn") / "rtn")
 
 
 @pytest.fixture(scope="module")
@@ -96,30 +105,36 @@ def test_mlp_only_recipe_leaves_attention_in_bf16(quantized: dict[str, QuantizeR
 
 
 def test_dequantized_weights_are_close_to_the_originals(
-    quantized: dict[str, QuantizeReport], original: dict[str, torch.Tensor]
+    quantized: dict[str, QuantizeReport], rtn: QuantizeReport, original: dict[str, torch.Tensor]
 ) -> None:
-    report = quantized["nvfp4-w4a16"]
-    written = tensors(report.out)
-    for module in report.quantized:
+    calibrated = tensors(quantized["nvfp4-w4a16"].out)
+    nearest = tensors(rtn.out)
+    differ = 0
+    for module in rtn.quantized:
         weight = original[f"{module}.weight"].float()
-        restored = nvfp4_dequantize_reference(
-            written[f"{module}.weight"],
-            written[f"{module}.weight_scale"],
-            written[f"{module}.weight_scale_2"],
-            torch.float32,
-        )
-        # 4-bit round to nearest with 16-element blocks: ~10% relative error on
-        # Gaussian-like weights; a wrong scale or nibble order is far beyond it.
-        relative = (restored - weight).norm() / weight.norm()
-        assert relative < 0.15, (module, relative.item())
+        for written in (calibrated, nearest):
+            restored = nvfp4_dequantize_reference(
+                written[f"{module}.weight"],
+                written[f"{module}.weight_scale"],
+                written[f"{module}.weight_scale_2"],
+                torch.float32,
+            )
+            # 4-bit with 16-element blocks: ~10% relative error on Gaussian-like weights
+            # (a little more under GPTQ, which trades weight error for output error); a
+            # wrong scale or nibble order is far beyond it.
+            relative = (restored - weight).norm() / weight.norm()
+            assert relative < 0.15, (module, relative.item())
+        differ += not torch.equal(calibrated[f"{module}.weight"], nearest[f"{module}.weight"])
+    # The shipped recipe's rounding (GPTQ) chose other codes than round-to-nearest.
+    assert differ == len(rtn.quantized)
 
 
-def test_packed_bytes_equal_modelopts(
-    quantized: dict[str, QuantizeReport], original: dict[str, torch.Tensor]
+def test_rtn_packed_bytes_equal_modelopts(
+    rtn: QuantizeReport, original: dict[str, torch.Tensor]
 ) -> None:
     from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
 
-    written = tensors(quantized["nvfp4-w4a16"].out)
+    written = tensors(rtn.out)
     # o_proj: its own global scale; k_proj: the one it shares with q_proj and v_proj.
     for module in ("model.layers.1.self_attn.o_proj", "model.layers.1.self_attn.k_proj"):
         shared = written[f"{module}.weight_scale_2"]

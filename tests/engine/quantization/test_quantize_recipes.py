@@ -12,6 +12,7 @@ from switchyard.cli.main import main
 from switchyard.engine.quantization.recipes import (
     Recipe,
     RecipeError,
+    WeightMethod,
     list_recipes,
     load_recipe,
     recipe_names,
@@ -35,6 +36,8 @@ def test_shipped_recipes_select_the_layers_they_promise() -> None:
     assert recipes["nvfp4-w4a16-mlp-only"].quant_algo == "W4A16_NVFP4"
     assert recipes["nvfp4-w4a4"].quant_algo == "NVFP4"
     assert recipes["nvfp4-w4a4"].calibration is not None
+    for recipe in recipes.values():
+        assert recipe.weights.method is WeightMethod.GPTQ and recipe.calibration is not None
 
 
 def test_the_shipped_data_files_are_package_data() -> None:
@@ -68,6 +71,17 @@ def test_the_shipped_data_files_are_package_data() -> None:
         ("activations: bf16\ncalibration: {}", "calibration: only used when activations"),
         ("name: other", "name: not allowed"),
         ("description: ''", "description: String should have at least 1 character"),
+        ("weights: {method: awq}", "weights.method: Input should be 'rtn' or 'gptq'"),
+        ("weights: {method: gptq}", "weights: damp: required when method is gptq"),
+        ("weights: {damp: 0.5}", "weights: damp: only used when method is gptq"),
+        ("weights: {method: gptq, damp: 0}", "weights.damp: Input should be greater than 0"),
+        ("weights: {scale_search: {low: 1.5}}", "weights.scale_search.low: Input should be less"),
+        ("weights: {scale_search: {candidates: 0}}", "weights.scale_search.candidates: Input"),
+        ("weights: {scale_search: {hi: 1}}", "weights.scale_search.hi: Extra inputs"),
+        (
+            "activations: bf16\nweights: {method: gptq, damp: 1}\ncalibration: null",
+            "calibration: required when activations is nvfp4 or weights use gptq",
+        ),
     ],
 )
 def test_a_bad_recipe_names_the_field(tmp_path: Path, text: str, field: str) -> None:
