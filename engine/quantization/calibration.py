@@ -13,6 +13,8 @@ activations of the whole model.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,10 +51,15 @@ class InputStatistics:
     """What calibration saw at each module's input: the largest |x| (fp32 0-dim) and,
     when asked for, ``X^T X`` over all tokens (fp32 ``[in, in]``) for GPTQ and the block
     scale search. Fused shards read one input, so their Hessian is stored once, under the
-    first shard's name (:func:`hessian_key`)."""
+    first shard's name (:func:`hessian_key`). ``rounded`` holds the weights that
+    sequential GPTQ already quantized while calibrating (``(packed, block scales, global
+    scale)`` by module), to be written as they are."""
 
     amax: dict[str, torch.Tensor] = field(default_factory=dict)
     hessians: dict[str, torch.Tensor] = field(default_factory=dict)
+    rounded: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict
+    )
 
     def hessian(self, module: str) -> torch.Tensor:
         return self.hessians[hessian_key(module)]
@@ -63,17 +70,23 @@ def hessian_key(module: str) -> str:
     return (fused_group(module) or (module,))[0]
 
 
-def input_statistics(
-    source: Path, modules: list[str], calibration: Calibration, text: str, hessians: bool
-) -> InputStatistics:
-    """Run the bf16 model over ``text`` and record each of ``modules``' inputs."""
+def load_model(source: Path) -> tuple[PreTrainedTokenizerBase, torch.nn.Module]:
+    """The tokenizer and the bf16 model of ``source``, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # per-tensor loading bars are noise here
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16).eval()
-    stats = InputStatistics()
+    return tokenizer, model
+
+
+@contextmanager
+def recording(
+    model: torch.nn.Module, modules: Iterable[str], stats: InputStatistics, hessians: bool
+) -> Iterator[None]:
+    """While open, every forward pass adds what ``modules`` see at their inputs to
+    ``stats`` (in the order the modules first run: dicts keep insertion order)."""
 
     def record(name: str):
         own_hessian = hessians and hessian_key(name) == name
@@ -97,19 +110,33 @@ def input_statistics(
         for name, module in model.named_modules()
         if name in wanted
     ]
-    batches = token_batches(tokenizer, text, calibration)
     try:
-        with torch.no_grad():  # not inference_mode: GPTQ later computes on these tensors
-            for batch in batches:
-                model(input_ids=batch)
+        yield
     finally:
         for handle in handles:
             handle.remove()
-    tokens = sum(batch.numel() for batch in batches)
-    log.info("calibrated %d layers over %d tokens", len(stats.amax), tokens)
+
+
+def check_all_seen(stats: InputStatistics, modules: list[str]) -> None:
     missing = [module for module in modules if module not in stats.amax]
     if missing:
         raise QuantizeError(f"calibration never ran {', '.join(missing[:5])}")
+
+
+def input_statistics(
+    source: Path, modules: list[str], calibration: Calibration, text: str, hessians: bool
+) -> InputStatistics:
+    """Run the bf16 model over ``text`` and record each of ``modules``' inputs."""
+    tokenizer, model = load_model(source)
+    stats = InputStatistics()
+    batches = token_batches(tokenizer, text, calibration)
+    # not inference_mode: GPTQ later computes on these tensors
+    with recording(model, modules, stats, hessians), torch.no_grad():
+        for batch in batches:
+            model(input_ids=batch)
+    tokens = sum(batch.numel() for batch in batches)
+    log.info("calibrated %d layers over %d tokens", len(stats.amax), tokens)
+    check_all_seen(stats, modules)
     return stats
 
 
@@ -131,13 +158,15 @@ def input_scales(stats: InputStatistics, modules: list[str]) -> dict[str, torch.
 
 def calibrate(source: Path, recipe: Recipe, modules: list[str]) -> InputStatistics:
     """Run ``recipe``'s calibration over the shipped text (Hessians only if its weight
-    rounding uses them)."""
+    rounding uses them; with ``weights.sequential``, GPTQ runs layer by layer here)."""
     if recipe.calibration is None:
         raise QuantizeError(f"recipe {recipe.name} has no calibration settings")
+    text = CALIBRATION_TEXT.read_text()
+    if recipe.weights.sequential:
+        # Imported here: sequential.py builds on this module.
+        from switchyard.engine.quantization.sequential import sequential_gptq
+
+        return sequential_gptq(source, modules, recipe.calibration, text, recipe.weights)
     return input_statistics(
-        source,
-        modules,
-        recipe.calibration,
-        CALIBRATION_TEXT.read_text(),
-        hessians=recipe.weights.calibrated,
+        source, modules, recipe.calibration, text, hessians=recipe.weights.calibrated
     )

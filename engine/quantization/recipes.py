@@ -80,13 +80,20 @@ class Weights(_Strict):
     # elsewhere.
     damp: float | None = Field(default=None, gt=0.0, le=100.0)
     scale_search: ScaleSearch | None = None
+    # GPTQ only: quantize the decoder layer by layer, each layer's Hessians taken from the
+    # inputs that the already-quantized layers before it produce (sequential.py), so that
+    # every layer also corrects for the error upstream of it. Off: every Hessian comes
+    # from one pass of the bf16 model.
+    sequential: bool = False
 
     @model_validator(mode="after")
-    def _damp_only_for_gptq(self) -> Weights:
+    def _gptq_options_only_for_gptq(self) -> Weights:
         if self.method is WeightMethod.GPTQ and self.damp is None:
             raise ValueError("damp: required when method is gptq")
         if self.method is not WeightMethod.GPTQ and self.damp is not None:
             raise ValueError("damp: only used when method is gptq")
+        if self.method is not WeightMethod.GPTQ and self.sequential:
+            raise ValueError("sequential: only used when method is gptq")
         return self
 
     @property

@@ -43,7 +43,8 @@ def round_to_nearest() -> WeightQuantizer:
 
 def weight_quantizer(weights: Weights, stats: InputStatistics | None) -> WeightQuantizer:
     """The quantizer ``weights`` describes; ``stats`` must hold the Hessians of every
-    module it will see when the method is calibrated."""
+    module it will see when the method is calibrated. Weights that sequential GPTQ
+    already rounded (``stats.rounded``) come back as it rounded them."""
     if not weights.calibrated:
         return round_to_nearest()
     if stats is None or not stats.hessians:
@@ -51,6 +52,8 @@ def weight_quantizer(weights: Weights, stats: InputStatistics | None) -> WeightQ
     factors = weights.scale_search.factors if weights.scale_search is not None else ()
 
     def calibrated(module: str, w: torch.Tensor, global_scale: torch.Tensor):
+        if module in stats.rounded:
+            return stats.rounded[module]
         hessian = stats.hessian(module)
         if weights.method is WeightMethod.GPTQ:
             assert weights.damp is not None  # the recipe validator requires it for gptq
