@@ -7,8 +7,8 @@ become base64 or URL image blocks; ``max_tokens``, required by Anthropic, defaul
 :data:`DEFAULT_MAX_TOKENS` when the client set none. ``seed`` and the presence and
 frequency penalties have no Anthropic equivalent and are dropped (they only tune
 sampling); ``logprobs``, ``response_format``, ``n > 1`` and the other fields of
-:data:`REFUSED` would silently change what the client gets back, so they are refused
-with a 400 naming them.
+:data:`REFUSED` and ``chat_translation.UNCARRIED`` would silently change what the
+client gets back, so they are refused with a 400 naming them.
 
 Response: text blocks join into ``content``, ``tool_use`` blocks become ``tool_calls``,
 stop reasons map to OpenAI finish reasons, and usage counts cache reads as
@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from switchyard.router.errors import APIError, server_error, unsupported
+from switchyard.router.errors import APIError, server_error
 from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
 from switchyard.router.providers.chat_translation import (
     ChatReply,
     ChunkWriter,
     data_url,
+    refuse_uncarried,
     split_system,
     tool_arguments,
     tool_call,
@@ -54,17 +55,8 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-# OpenAI fields that change the answer and that Messages has no form for.
-REFUSED = (
-    "response_format",
-    "n",
-    "logit_bias",
-    "functions",
-    "function_call",
-    "audio",
-    "modalities",
-    "web_search_options",
-)
+# Refused besides chat_translation.UNCARRIED: Messages has no structured-output form.
+REFUSED = ("response_format",)
 # Anthropic's error types whose status says it all; the rest keep the HTTP status.
 STREAM_ERROR_STATUS = {"overloaded_error": 503, "rate_limit_error": 429, "api_error": 502}
 
@@ -207,9 +199,7 @@ class Anthropic(Adapter):
 
     def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
         assert isinstance(request, ChatCompletionRequest)
-        refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
-        if refused is not None:
-            raise unsupported(f"{refused} is not supported by anthropic models", refused)
+        refuse_uncarried(request, "anthropic", REFUSED)
         system, messages = _messages(request)
         payload: Json = {
             "model": model,

@@ -1,6 +1,7 @@
-"""What translating OpenAI chat to another protocol needs whatever the protocol: system
-prompts pulled out of the message list, tool-call arguments decoded, image data URLs
-split, and OpenAI's response and chunk objects built from the translated parts."""
+"""What translating OpenAI chat to another protocol needs whatever the protocol: the
+fields no translation carries refused, system prompts pulled out of the message list,
+tool-call arguments decoded, image data URLs split, and OpenAI's response and chunk
+objects built from the translated parts."""
 
 from __future__ import annotations
 
@@ -9,11 +10,31 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchyard.router.errors import invalid_request
+from switchyard.router.errors import invalid_request, unsupported
 from switchyard.router.openai_types import ChatCompletionRequest, Message, ToolCall
 
 Json = dict[str, Any]
 SYSTEM_ROLES = frozenset({"system", "developer"})
+# OpenAI fields that change the answer and that neither Messages nor Gemini has a form for.
+UNCARRIED = (
+    "n",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "audio",
+    "modalities",
+    "web_search_options",
+)
+
+
+def refuse_uncarried(
+    request: ChatCompletionRequest, provider: str, also: tuple[str, ...] = ()
+) -> None:
+    """A 400 naming the first field in use that the translation would silently drop:
+    ``logprobs``, then ``also`` (the protocol's own), then :data:`UNCARRIED`."""
+    refused = "logprobs" if request.logprobs else request.first_field_in_use((*also, *UNCARRIED))
+    if refused is not None:
+        raise unsupported(f"{refused} is not supported by {provider} models", refused)
 
 
 def split_system(request: ChatCompletionRequest) -> tuple[str | None, list[tuple[int, Message]]]:

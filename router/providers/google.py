@@ -7,7 +7,7 @@ the ``model`` role; tool calls become ``functionCall`` parts and tool results
 function name, not id); images become ``inlineData`` or ``fileData``; sampling fields
 go into ``generationConfig``; ``response_format`` maps to a JSON MIME type and schema.
 ``logprobs``, ``n > 1`` and the other fields Gemini has no form for
-(:data:`REFUSED`) are refused with a 400 naming them.
+(``chat_translation.UNCARRIED``) are refused with a 400 naming them.
 
 Response: ``functionCall`` parts have no ids, so each gets a synthetic ``call_...`` id;
 a call's ``thoughtSignature`` (which Gemini 3 requires back with the call in the next
@@ -29,12 +29,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from switchyard.router.errors import APIError, invalid_request, unsupported
+from switchyard.router.errors import APIError, invalid_request
 from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
 from switchyard.router.providers.chat_translation import (
     ChatReply,
     ChunkWriter,
     data_url,
+    refuse_uncarried,
     split_system,
     tool_arguments,
     tool_call,
@@ -49,16 +50,6 @@ from switchyard.router.providers.upstream import (
     StreamTranslator,
 )
 
-# OpenAI fields that change the answer and that this translation does not carry.
-REFUSED = (
-    "n",
-    "logit_bias",
-    "functions",
-    "function_call",
-    "audio",
-    "modalities",
-    "web_search_options",
-)
 # Between a synthetic call id and the call's thought signature: ``call_<hex>__thought__<sig>``.
 SIGNATURE_SEPARATOR = "__thought__"
 # google.rpc.Duration in JSON: seconds with up to nine decimals, then "s".
@@ -243,9 +234,7 @@ class Google(Adapter):
 
     def request(self, body: Json, request: OpenAIRequest, model: str) -> Json:
         assert isinstance(request, ChatCompletionRequest)
-        refused = "logprobs" if request.logprobs else request.first_field_in_use(REFUSED)
-        if refused is not None:
-            raise unsupported(f"{refused} is not supported by google-ai-studio models", refused)
+        refuse_uncarried(request, "google-ai-studio")
         system, contents = _contents(request)
         generation = {
             "maxOutputTokens": request.output_limit(),

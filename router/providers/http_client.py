@@ -183,8 +183,8 @@ class _Connection(asyncio.Protocol):
 
 class Response:
     """A provider's response, once its status and headers have arrived; read it with
-    :meth:`read` or :meth:`read_some`, then :meth:`release` it (or :meth:`close` it to drop
-    the connection, which is how a provider learns that nobody reads its stream)."""
+    :meth:`read` or :meth:`read_some`, then :meth:`release` it (which drops the connection
+    of a response not read to its end: how a provider learns that nobody reads its stream)."""
 
     def __init__(self, client: HTTPClient, origin: Origin, connection: _Connection) -> None:
         self._client = client
@@ -221,10 +221,6 @@ class Response:
     def release(self) -> None:
         """Return the connection to the pool if the response was read to its end, close it
         otherwise."""
-        self._client._release(self._origin, self._connection)
-
-    def close(self) -> None:
-        self._connection.abort()
         self._client._release(self._origin, self._connection)
 
 
