@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 
 from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
+from switchyard.engine.cpu_cores import reserved_cores, usable_cores
 from switchyard.engine.speculative import (
     METHODS,
     WITH_PATH,
@@ -52,6 +53,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         type=float,
         default=DEFAULTS.kv_cache_gib,
         help="KV cache memory on CPU, GiB",
+    )
+    serve.add_argument(
+        "--cpu-reserved-cores",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU only: cores kept from the model's threads for the engine's other "
+        "processes (default: none on machines of up to 4 cores, else vLLM's choice)",
     )
     serve.add_argument(
         "--gpu-memory-utilization", type=float, default=DEFAULTS.gpu_memory_utilization
@@ -121,6 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        reserved_cores(usable_cores(), args.cpu_reserved_cores, "--cpu-reserved-cores")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     speculative = dataclasses.replace(args.speculative, num_tokens=args.num_speculative_tokens)
     _check_speculative(args.model, speculative)
     # Imported here: vLLM takes seconds to import, and `--help` should not.
@@ -132,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_model_len=args.max_model_len,
         kv_cache_gib=args.kv_cache_gib,
+        cpu_reserved_cores=args.cpu_reserved_cores,
         gpu_memory_utilization=args.gpu_memory_utilization,
         default_max_tokens=args.default_max_tokens,
         enforce_eager=args.enforce_eager,

@@ -18,6 +18,9 @@ class RuntimeConfig:
     max_model_len: int = 4096
     # KV cache memory on CPU, in GiB (vLLM's VLLM_CPU_KVCACHE_SPACE); ignored on GPU.
     kv_cache_gib: float = 2.0
+    # CPU cores kept from the model's threads; None: all cores on small machines, else
+    # vLLM's choice (engine/cpu_cores.py).
+    cpu_reserved_cores: int | None = None
     gpu_memory_utilization: float = 0.85
     default_max_tokens: int = 512
     enforce_eager: bool = False

@@ -32,6 +32,7 @@ from switchyard.engine.client import EngineClient, EngineNotReady
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
 START_TIMEOUT_S = 600
+TEST_ENGINE_RESERVED_CORES = 1 if len(os.sched_getaffinity(0)) > 1 else 0
 
 
 def free_port() -> int:
@@ -80,6 +81,9 @@ def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
     command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
     command += ["--model", model, "--port", str(port), "--enforce-eager"]
     command += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]
+    # Two engines share the machine, so neither's worker takes every core (the default on
+    # small machines): each keeps vLLM's usual layout, the last core left to the rest.
+    command += ["--cpu-reserved-cores", str(TEST_ENGINE_RESERVED_CORES)]
     # Later flags win in argparse, so callers can override the defaults above.
     command += extra
     with log_path.open("w") as log:

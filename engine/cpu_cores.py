@@ -1,0 +1,63 @@
+"""How many of a CPU machine's cores the engine's model gets.
+
+vLLM's CPU worker binds one OpenMP thread per core, except for cores it reserves (one per
+worker on x86 and Arm) for the engine-core process, which busy-waits on the worker's
+shared-memory queue between reads. On a large machine that costs one core in many. On a
+small one it costs the model a large share of its compute: half of it on a 2-core machine,
+where the reserved core mostly ran that busy-wait (gemma-3-270m, shared-prefix load, on
+the 2-core VM: 75 output tok/s with the reservation, 124 without; README "The 1P path
+against vLLM").
+
+Without a reservation the engine core's wait still spins, but it yields the core on each
+turn (``sched_yield``) and the worker's threads, bound to every core, take it: measured on
+the same load, the engine core used 0.25 s of CPU over an 8 s benchmark. (Making it block
+on the queue's notification socket instead was tried and gained nothing: one run matched,
+two had median TTFT at 3.9 s instead of 1.0 s.)
+
+The setting reaches vLLM's processes through the environment, which they inherit, so it
+applies to engines we start, not to other vLLM servers in the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+# vLLM's own setting for the cores its CPU worker leaves to other processes.
+RESERVED_CORES_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+# Up to this many usable cores, the model gets all of them.
+SMALL_MACHINE_CORES = 4
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers narrow)."""
+    return len(os.sched_getaffinity(0))
+
+
+def reserved_cores(
+    usable: int, requested: int | None, setting: str = "cpu_reserved_cores"
+) -> int | None:
+    """Cores to keep from the model's OpenMP threads; None leaves vLLM's own choice.
+
+    ``requested`` is the operator's choice, named ``setting`` in the error; it must leave
+    the model at least one core.
+    """
+    if requested is not None:
+        if not 0 <= requested < usable:
+            raise ValueError(
+                f"{setting} must be between 0 and {usable - 1} "
+                f"(this machine has {usable} usable cores), got {requested}"
+            )
+        return requested
+    return 0 if usable <= SMALL_MACHINE_CORES else None
+
+
+def configure_engine_processes(requested_reserved: int | None) -> None:
+    """Set the environment the engine's vLLM processes inherit; call before starting them.
+
+    An operator's own ``VLLM_CPU_NUM_OF_RESERVED_CPU`` stands unless
+    ``--cpu-reserved-cores`` overrides it.
+    """
+    reserved = reserved_cores(usable_cores(), requested_reserved)
+    if reserved is None or (requested_reserved is None and RESERVED_CORES_ENV in os.environ):
+        return
+    os.environ[RESERVED_CORES_ENV] = str(reserved)
