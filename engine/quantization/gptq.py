@@ -7,7 +7,7 @@ The grid is modelopt's: a block scale per 16 consecutive columns of a row and on
 scale, and the result is packed exactly as round-to-nearest packs it, so any NVFP4 reader
 (vLLM's ``modelopt_fp4``, our CPU path) loads it unchanged. A block's scale is chosen when
 GPTQ reaches the block's first column, from the weights as earlier error compensation has
-left them (by amax, or by :mod:`scale_search`).
+left them (by amax, or by :mod:`scale_search`); in act-order, from the original weights.
 
 ``hessian`` is ``X^T X`` of the layer's input over the calibration tokens (any positive
 multiple of it gives the same result). ``damp`` adds ``damp * diag(H)`` to it, shrinking
@@ -51,22 +51,37 @@ def gptq_nvfp4(
     global_scale: torch.Tensor,
     damp: float,
     scale_factors: Sequence[float] = (),
+    act_order: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(packed, block_scales, global_scale)`` of ``w [rows, cols]``, as
     ``nvfp4_quantize_reference`` returns them, with codes chosen by GPTQ under ``hessian``
     ``[cols, cols]``. Block scales are searched over ``scale_factors``
     (:func:`scale_search.search_block_scales`, weighted by the Hessian's diagonal); with
-    none, each is modelopt's amax scale."""
+    none, each is modelopt's amax scale.
+
+    ``act_order`` rounds the columns in order of falling Hessian diagonal (GPTQ's
+    "act-order"): the inputs that carry the most energy are rounded first, while every
+    column after them can still absorb their error. Their blocks are then no longer
+    reached at their first column, so every block's scale is chosen up front from the
+    original weights ("static groups")."""
     rows, cols = w.shape
     if cols % BLOCK_SIZE or hessian.shape != (cols, cols):
         raise ValueError(f"w {tuple(w.shape)} and hessian {tuple(hessian.shape)} do not match")
     check_finite(w)
     global_scale = torch.as_tensor(global_scale, dtype=torch.float32)
-    factor = inverse_hessian_factor(hessian, damp).float()
     importance = hessian.diagonal().float()
-    weights = w.float().clone()
+    if act_order:
+        order = torch.argsort(importance, descending=True, stable=True)
+        block_scales = search_block_scales(w, global_scale, scale_factors, importance)
+        static_divisors = (block_scales.float() * global_scale).repeat_interleave(
+            BLOCK_SIZE, dim=1
+        )[:, order]
+    else:
+        order = torch.arange(cols)
+        block_scales = torch.empty(rows, cols // BLOCK_SIZE, dtype=torch.float8_e4m3fn)
+    factor = inverse_hessian_factor(hessian[order][:, order], damp).float()
+    weights = w.float()[:, order].clone()
     codes = torch.empty(rows, cols, dtype=torch.uint8)
-    block_scales = torch.empty(rows, cols // BLOCK_SIZE, dtype=torch.float8_e4m3fn)
     divisor = torch.empty(rows)
     for start in range(0, cols, BATCH_COLUMNS):
         end = min(start + BATCH_COLUMNS, cols)
@@ -74,14 +89,16 @@ def gptq_nvfp4(
         errors = torch.empty_like(batch)
         for i in range(end - start):
             column = start + i
-            if column % BLOCK_SIZE == 0:
+            if act_order:
+                divisor = static_divisors[:, column]
+            elif column % BLOCK_SIZE == 0:
                 group = slice(column, column + BLOCK_SIZE)
                 scales = search_block_scales(
                     batch[:, i : i + BLOCK_SIZE], global_scale, scale_factors, importance[group]
                 ).reshape(rows)
                 block_scales[:, column // BLOCK_SIZE] = scales
                 divisor = scales.float() * global_scale
-            codes[:, column], rounded = round_to_grid(batch[:, i], divisor)
+            codes[:, order[column]], rounded = round_to_grid(batch[:, i], divisor)
             error = (batch[:, i] - rounded) / factor[column, column]
             batch[:, i:] -= error.unsqueeze(1) * factor[column, column:end].unsqueeze(0)
             errors[:, i] = error

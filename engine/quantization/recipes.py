@@ -85,6 +85,9 @@ class Weights(_Strict):
     # every layer also corrects for the error upstream of it. Off: every Hessian comes
     # from one pass of the bf16 model.
     sequential: bool = False
+    # GPTQ only: round columns in order of falling input energy, block scales chosen up
+    # front (gptq.py).
+    act_order: bool = False
 
     @model_validator(mode="after")
     def _gptq_options_only_for_gptq(self) -> Weights:
@@ -92,8 +95,9 @@ class Weights(_Strict):
             raise ValueError("damp: required when method is gptq")
         if self.method is not WeightMethod.GPTQ and self.damp is not None:
             raise ValueError("damp: only used when method is gptq")
-        if self.method is not WeightMethod.GPTQ and self.sequential:
-            raise ValueError("sequential: only used when method is gptq")
+        for option in ("sequential", "act_order"):
+            if self.method is not WeightMethod.GPTQ and getattr(self, option):
+                raise ValueError(f"{option}: only used when method is gptq")
         return self
 
     @property

@@ -57,7 +57,9 @@ def weight_quantizer(weights: Weights, stats: InputStatistics | None) -> WeightQ
         hessian = stats.hessian(module)
         if weights.method is WeightMethod.GPTQ:
             assert weights.damp is not None  # the recipe validator requires it for gptq
-            return gptq_nvfp4(w, hessian, global_scale, weights.damp, factors)
+            return gptq_nvfp4(
+                w, hessian, global_scale, weights.damp, factors, act_order=weights.act_order
+            )
         check_finite(w)
         scales = search_block_scales(w, global_scale, factors, hessian.diagonal())
         return encode(w, scales, global_scale), scales, global_scale.reshape(())

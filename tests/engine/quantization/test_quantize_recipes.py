@@ -75,6 +75,7 @@ def test_the_shipped_data_files_are_package_data() -> None:
         ("weights: {method: gptq}", "weights: damp: required when method is gptq"),
         ("weights: {damp: 0.5}", "weights: damp: only used when method is gptq"),
         ("weights: {sequential: true}", "weights: sequential: only used when method is gptq"),
+        ("weights: {act_order: true}", "weights: act_order: only used when method is gptq"),
         ("weights: {method: gptq, damp: 1, sequential: 2}", "weights.sequential: Input should"),
         ("weights: {method: gptq, damp: 0}", "weights.damp: Input should be greater than 0"),
         ("weights: {scale_search: {low: 1.5}}", "weights.scale_search.low: Input should be less"),

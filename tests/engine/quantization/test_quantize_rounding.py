@@ -68,12 +68,15 @@ def test_scale_search_without_candidates_is_rtn_byte_for_byte(layer) -> None:
     assert torch.equal(encode(w, found, global_scale), packed)
 
 
-def test_gptq_cuts_the_layer_output_error_on_calibration_inputs(layer) -> None:
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_cuts_the_layer_output_error_on_calibration_inputs(layer, act_order: bool) -> None:
     w, x, global_scale = layer
     hessian = x.T @ x
     rtn = output_error(w, dequantized(nvfp4_quantize_reference(w, global_scale)), x)
     for factors in ((), FACTORS):
-        packed, scales, scale = gptq_nvfp4(w, hessian, global_scale, 0.01, factors)
+        packed, scales, scale = gptq_nvfp4(
+            w, hessian, global_scale, 0.01, factors, act_order=act_order
+        )
         assert packed.dtype == torch.uint8 and packed.shape == (ROWS, COLS // 2)
         assert scales.dtype == torch.float8_e4m3fn and scales.shape == (ROWS, COLS // 16)
         assert scale == global_scale
@@ -83,14 +86,27 @@ def test_gptq_cuts_the_layer_output_error_on_calibration_inputs(layer) -> None:
         assert (restored - w).norm() < 0.3 * w.norm()
 
 
-def test_gptq_with_uncorrelated_inputs_is_rtn(layer) -> None:
-    """A diagonal Hessian gives GPTQ no neighbour to push an error onto."""
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_with_uncorrelated_inputs_is_rtn(layer, act_order: bool) -> None:
+    """A diagonal Hessian gives GPTQ no neighbour to push an error onto; in act-order the
+    columns are visited shuffled (random energies) and must land back in place."""
     w, _, global_scale = layer
     hessian = torch.diag(torch.rand(COLS) + 0.5)
-    ours = gptq_nvfp4(w, hessian, global_scale, 0.5)
+    ours = gptq_nvfp4(w, hessian, global_scale, 0.5, act_order=act_order)
     rtn = nvfp4_quantize_reference(w, global_scale)
     assert torch.equal(ours[0], rtn[0])
     assert torch.equal(ours[1].view(torch.uint8), rtn[1].view(torch.uint8))
+
+
+def test_act_order_fixes_every_block_scale_from_the_original_weights(layer) -> None:
+    w, x, global_scale = layer
+    hessian = x.T @ x
+    _, scales, _ = gptq_nvfp4(w, hessian, global_scale, 0.5, FACTORS, act_order=True)
+    static = search_block_scales(w, global_scale, FACTORS, hessian.diagonal())
+    assert torch.equal(scales.view(torch.uint8), static.view(torch.uint8))
+    # In order, later blocks' scales follow the error pushed onto them instead.
+    _, in_order, _ = gptq_nvfp4(w, hessian, global_scale, 0.5, FACTORS)
+    assert not torch.equal(in_order.view(torch.uint8), static.view(torch.uint8))
 
 
 def test_more_damping_trades_calibration_fit_for_closeness_to_the_weights(layer) -> None:
