@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 
 from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
-from switchyard.engine.cpu_cores import reserved_cores, usable_cores
+from switchyard.engine.cpu_cores import parse_cores, reserved_cores, usable_cores
 from switchyard.engine.speculative import (
     METHODS,
     WITH_PATH,
@@ -54,13 +55,22 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         default=DEFAULTS.kv_cache_gib,
         help="KV cache memory on CPU, GiB",
     )
-    serve.add_argument(
+    cores = serve.add_mutually_exclusive_group()
+    cores.add_argument(
         "--cpu-reserved-cores",
         type=int,
         default=None,
         metavar="N",
         help="CPU only: cores kept from the model's threads for the engine's other "
         "processes (default: none on machines of up to 4 cores, else vLLM's choice)",
+    )
+    cores.add_argument(
+        "--cpu-cores",
+        type=_cpu_cores,
+        default=None,
+        metavar="LIST",
+        help="CPU only: the cores the model's threads run on, e.g. 0-3,6 "
+        "(switchyard serve gives each of several engines its own)",
     )
     serve.add_argument(
         "--gpu-memory-utilization", type=float, default=DEFAULTS.gpu_memory_utilization
@@ -110,6 +120,13 @@ def _speculative_choice(value: str) -> SpeculativeChoice:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _cpu_cores(value: str) -> tuple[int, ...]:
+    try:
+        return parse_cores(value, os.sched_getaffinity(0), "cores")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _check_speculative(model: str, choice: SpeculativeChoice) -> None:
     """Refuse a speculative setting that cannot work before anything starts (vLLM's
     import, the gRPC port), so the operator gets one line saying why and exit status 1.
@@ -146,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_model_len=args.max_model_len,
         kv_cache_gib=args.kv_cache_gib,
         cpu_reserved_cores=args.cpu_reserved_cores,
+        cpu_cores=args.cpu_cores,
         gpu_memory_utilization=args.gpu_memory_utilization,
         default_max_tokens=args.default_max_tokens,
         enforce_eager=args.enforce_eager,

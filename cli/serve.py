@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from switchyard.engine.cpu_cores import format_cores, share_cores
+
 ENGINE_START_TIMEOUT_S = 900
 ENGINE_STOP_TIMEOUT_S = 60
 KEYS_ENV = "SWITCHYARD_API_KEYS"
@@ -85,11 +87,15 @@ class EngineProcess:
         return code
 
 
-def _start_engine(model: str, port: int, enforce_eager: bool) -> EngineProcess:
+def _start_engine(
+    model: str, port: int, enforce_eager: bool, cores: tuple[int, ...] | None
+) -> EngineProcess:
     command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
     command += ["--model", model, "--port", str(port)]
     if enforce_eager:
         command.append("--enforce-eager")
+    if cores:
+        command += ["--cpu-cores", format_cores(cores)]
     process = subprocess.Popen(command, start_new_session=True)
     return EngineProcess(model, f"127.0.0.1:{port}", process)
 
@@ -196,8 +202,13 @@ def _serve(args: argparse.Namespace) -> int:
     # SIGTERM stops everything as Ctrl-C does: uvicorn handles both while it serves and
     # re-raises them after, and the engines are stopped below either way, never orphaned.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Engines on CPU would otherwise each bind to every core (engine/cpu_cores.py); on a
+    # GPU the engine ignores its share.
+    shares = share_cores(sorted(os.sched_getaffinity(0)), len(models)) if len(models) > 1 else None
     engines = [
-        _start_engine(model, args.engine_port + index, args.enforce_eager)
+        _start_engine(
+            model, args.engine_port + index, args.enforce_eager, shares[index] if shares else None
+        )
         for index, model in enumerate(models)
     ]
     try:

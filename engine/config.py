@@ -21,6 +21,8 @@ class RuntimeConfig:
     # CPU cores kept from the model's threads; None: all cores on small machines, else
     # vLLM's choice (engine/cpu_cores.py).
     cpu_reserved_cores: int | None = None
+    # CPU cores the model's threads are bound to; None: as cpu_reserved_cores says.
+    cpu_cores: tuple[int, ...] | None = None
     gpu_memory_utilization: float = 0.85
     default_max_tokens: int = 512
     enforce_eager: bool = False

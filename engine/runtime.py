@@ -79,7 +79,7 @@ class ModelRuntime:
         if _on_cpu():
             # vLLM's CPU build reads its KV budget from the environment only.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_gib:g}")
-            configure_engine_processes(config.cpu_reserved_cores)
+            configure_engine_processes(config.cpu_reserved_cores, config.cpu_cores)
         if config.attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(
                 f"attention_backend must be one of {ATTENTION_BACKENDS}, "

@@ -82,8 +82,10 @@ def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
     command += ["--model", model, "--port", str(port), "--enforce-eager"]
     command += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]
     # Two engines share the machine, so neither's worker takes every core (the default on
-    # small machines): each keeps vLLM's usual layout, the last core left to the rest.
-    command += ["--cpu-reserved-cores", str(TEST_ENGINE_RESERVED_CORES)]
+    # small machines): each keeps vLLM's usual layout, the last core left to the rest,
+    # unless the caller binds it to cores of its own.
+    if "--cpu-cores" not in extra:
+        command += ["--cpu-reserved-cores", str(TEST_ENGINE_RESERVED_CORES)]
     # Later flags win in argparse, so callers can override the defaults above.
     command += extra
     with log_path.open("w") as log:

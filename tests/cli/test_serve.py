@@ -108,3 +108,41 @@ def test_bad_arguments_exit_nonzero_with_a_message(args: list[str], message: str
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_several_engines_each_get_their_own_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started engines are recorded rather than run; the router is not started."""
+    from switchyard.cli import main as cli_main
+    from switchyard.cli import serve
+
+    started: list[list[str]] = []
+
+    class Recorded:
+        pid = 0
+
+        def __init__(self, command: list[str], **_: object) -> None:
+            started.append(command)
+
+        def poll(self) -> int:
+            return 0
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    async def no_router(args, engines) -> int:
+        return 0
+
+    monkeypatch.setattr(serve.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(serve, "_run", no_router)
+    monkeypatch.setattr(serve.signal, "signal", lambda *_: None)
+    monkeypatch.setattr(serve.os, "killpg", lambda *_: None)
+    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda _: {0, 1, 2, 3, 4})
+    args = cli_main.build_parser().parse_args(["serve", "--models", "a,b", "--engine-port", "1"])
+    assert args.run(args) == 0
+    shares = [c[c.index("--cpu-cores") + 1] for c in started]
+    assert shares == ["0,1,2", "3,4"]
+
+    started.clear()
+    args = cli_main.build_parser().parse_args(["serve", "--models", "a", "--engine-port", "1"])
+    assert args.run(args) == 0
+    assert "--cpu-cores" not in started[0]

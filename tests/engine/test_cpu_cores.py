@@ -12,8 +12,11 @@ import pytest
 from switchyard.engine import cpu_cores
 from switchyard.engine.cpu_cores import (
     RESERVED_CORES_ENV,
+    THREAD_BIND_ENV,
     configure_engine_processes,
+    parse_cores,
     reserved_cores,
+    share_cores,
     usable_cores,
 )
 
@@ -86,17 +89,81 @@ def test_a_refused_choice_changes_nothing(two_cores: pytest.MonkeyPatch) -> None
     assert os.environ[RESERVED_CORES_ENV] == "1"
 
 
-def test_engine_serve_refuses_a_reservation_that_leaves_no_core() -> None:
-    cores = usable_cores()
+@pytest.mark.parametrize(
+    ("text", "cores"), [("0-1,3", (0, 1, 3)), (" 2 ", (2,)), ("3,0-3,1", (0, 1, 2, 3))]
+)
+def test_core_lists_read_as_vllm_writes_them(text: str, cores: tuple[int, ...]) -> None:
+    assert parse_cores(text, range(4)) == cores
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a", "cpu_cores: 'a' is not a core or a range of cores (e.g. 0-3,6)"),
+        ("1-", "cpu_cores: '1-' is not a core or a range of cores"),
+        ("0,,1", "cpu_cores: '' is not a core or a range of cores"),
+        ("-1", "cpu_cores: '-1' is not a core or a range of cores"),
+        ("3-1", "cpu_cores: range '3-1' runs backwards"),
+        ("2-5", "cpu_cores: 4,5 not among this machine's usable cores (0,1,2,3)"),
+    ],
+)
+def test_a_bad_core_list_is_refused_by_name(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_cores(text, range(4))
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("usable", "engines", "shares"),
+    [
+        ([0, 1], 2, [(0,), (1,)]),
+        ([3, 1, 0, 2], 2, [(0, 1), (2, 3)]),
+        (list(range(5)), 2, [(0, 1, 2), (3, 4)]),
+        (list(range(7)), 3, [(0, 1, 2), (3, 4), (5, 6)]),
+        ([0, 1], 1, [(0, 1)]),
+        ([0, 1], 3, None),
+    ],
+)
+def test_several_engines_get_disjoint_shares_of_every_core(
+    usable: list[int], engines: int, shares: list[tuple[int, ...]] | None
+) -> None:
+    assert share_cores(usable, engines) == shares
+
+
+def test_a_core_list_binds_the_model_and_leaves_the_reservation_alone(
+    two_cores: pytest.MonkeyPatch,
+) -> None:
+    two_cores.delenv(THREAD_BIND_ENV, raising=False)
+    configure_engine_processes(None, (1,))
+    assert os.environ[THREAD_BIND_ENV] == "1"
+    assert RESERVED_CORES_ENV not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--cpu-reserved-cores", "{cores}"], 1, "--cpu-reserved-cores must be between 0 and"),
+        (["--cpu-cores", "0-{cores}"], 2, "argument --cpu-cores: cores: {cores} not among"),
+        (
+            ["--cpu-cores", "0", "--cpu-reserved-cores", "0"],
+            2,
+            "argument --cpu-reserved-cores: not allowed with argument --cpu-cores",
+        ),
+    ],
+)
+def test_engine_serve_refuses_a_core_setting_it_cannot_honour(
+    args: list[str], code: int, message: str
+) -> None:
+    cores = max(os.sched_getaffinity(0)) + 1
     engine_serve = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
     result = subprocess.run(
-        [*engine_serve, "--port", "0", "--cpu-reserved-cores", str(cores)],
+        [*engine_serve, "--port", "0", *(a.format(cores=cores) for a in args)],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1
-    assert f"--cpu-reserved-cores must be between 0 and {cores - 1}" in result.stderr
+    assert result.returncode == code
+    assert message.format(cores=cores) in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
 
@@ -118,6 +185,13 @@ async def test_the_reservation_reaches_vllms_thread_binding(
     everything = _worker_cores(unreserved.process.pid)
     assert kept_back <= everything
     assert len(everything) - len(kept_back) == reserved
+
+
+async def test_a_core_list_is_what_vllms_worker_runs_on(spawn_engine) -> None:
+    last = max(os.sched_getaffinity(0))
+    engine = spawn_engine("smollm2-135m-instruct", "--cpu-cores", str(last))
+    await (await engine.wait_serving()).close()
+    assert _worker_cores(engine.process.pid) == {last}
 
 
 def _worker_cores(group_id: int) -> set[int]:
