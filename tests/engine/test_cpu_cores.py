@@ -51,10 +51,20 @@ def test_usable_cores_is_this_processs_affinity() -> None:
     assert usable_cores() == len(os.sched_getaffinity(0)) >= 1
 
 
+@pytest.fixture(autouse=True)
+def no_core_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without vLLM's core settings and ends with the environment as it
+    was. configure_engine_processes writes os.environ itself, which monkeypatch undoes only
+    for names it has recorded (delenv of an absent name records nothing), and engines that
+    later tests spawn inherit whatever is left: a leaked thread binding pins them."""
+    for name in (RESERVED_CORES_ENV, THREAD_BIND_ENV):
+        monkeypatch.setenv(name, "recorded")
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setattr(cpu_cores, "usable_cores", lambda: 2)
-    monkeypatch.delenv(RESERVED_CORES_ENV, raising=False)
     return monkeypatch
 
 
@@ -75,7 +85,6 @@ def test_an_operators_environment_stands_unless_the_flag_overrides_it(
 
 def test_a_large_machine_leaves_vllms_setting_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu_cores, "usable_cores", lambda: 32)
-    monkeypatch.delenv(RESERVED_CORES_ENV, raising=False)
     configure_engine_processes(None)
     assert RESERVED_CORES_ENV not in os.environ
     configure_engine_processes(2)
@@ -133,7 +142,6 @@ def test_several_engines_get_disjoint_shares_of_every_core(
 def test_a_core_list_binds_the_model_and_leaves_the_reservation_alone(
     two_cores: pytest.MonkeyPatch,
 ) -> None:
-    two_cores.delenv(THREAD_BIND_ENV, raising=False)
     configure_engine_processes(None, (1,))
     assert os.environ[THREAD_BIND_ENV] == "1"
     assert RESERVED_CORES_ENV not in os.environ
