@@ -21,10 +21,10 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "perplexity",
         help="perplexity on the held-out text, scored by the serving engine",
         description=(
-            "Score the held-out text shipped with Switchyard (engine/eval/data/heldout.txt) "
-            "with vLLM prompt logprobs, in windows of --context-len tokens scored "
-            "independently. With several --model, models run one after another and a "
-            "markdown table compares each with the first."
+            "Score the held-out text shipped with Switchyard (engine/eval/data/heldout.txt), "
+            "or the text given by --text, with vLLM prompt logprobs, in windows of "
+            "--context-len tokens scored independently. With several --model, models run "
+            "one after another and a markdown table compares each with the first."
         ),
     )
     ppl.add_argument(
@@ -38,6 +38,15 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "--dtype",
         default=None,
         help="activation/weight dtype (default: the model's serving dtype, as engine serve)",
+    )
+    ppl.add_argument(
+        "--text",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="score this UTF-8 text file instead of the held-out text (e.g. text from the "
+        "domain a quantized model will serve; engine/eval/data/development.txt is the one "
+        "the shipped recipes were tuned on)",
     )
     ppl.add_argument(
         "--max-tokens",
@@ -66,6 +75,7 @@ def _perplexity(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --max-tokens must be >= 1, got {args.max_tokens}")
     if args.context_len < 2:
         raise SystemExit(f"error: --context-len must be >= 2, got {args.context_len}")
+    text = None if args.text is None else _read_text(args.text)
     from switchyard.engine.models.prepare import ModelNotFound, resolve_model_path
 
     # Every model is checked before the first engine starts (a minute each on CPU).
@@ -74,7 +84,7 @@ def _perplexity(args: argparse.Namespace) -> int:
             resolve_model_path(model)
         except ModelNotFound as error:
             raise SystemExit(f"error: {error}") from None
-    reports = asyncio.run(_evaluate_all(args))
+    reports = asyncio.run(_evaluate_all(args, text))
     if len(reports) > 1:
         print(markdown_table(reports))
     if args.json is not None:
@@ -82,12 +92,33 @@ def _perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _evaluate_all(args: argparse.Namespace) -> list[PerplexityReport]:
+def _read_text(path: Path) -> str:
+    """``--text``, read before any engine starts, so a bad file costs no minute of loading."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SystemExit(f"error: --text {path}: no such file") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: --text {path}: is a directory, not a text file") from None
+    except UnicodeDecodeError as error:
+        raise SystemExit(
+            f"error: --text {path}: not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
+    except OSError as error:
+        raise SystemExit(f"error: --text {path}: {error.strerror}") from None
+    if not text.strip():
+        raise SystemExit(f"error: --text {path}: the file has no text to score")
+    return text
+
+
+async def _evaluate_all(args: argparse.Namespace, text: str | None) -> list[PerplexityReport]:
     # Imported here: vLLM takes seconds to import, and `--help` should not.
     from switchyard.engine.config import RuntimeConfig
-    from switchyard.engine.eval.perplexity import heldout_text
+    from switchyard.engine.eval.perplexity import HELDOUT_NAME, heldout_text
     from switchyard.engine.eval.runner import evaluate
 
+    text_name = HELDOUT_NAME if text is None else str(args.text)
+    text = heldout_text() if text is None else text
     reports = []
     for model in args.model:
         config = RuntimeConfig(
@@ -97,7 +128,7 @@ async def _evaluate_all(args: argparse.Namespace) -> list[PerplexityReport]:
             enforce_eager=args.enforce_eager,
         )
         # One engine at a time: each is shut down before the next starts.
-        report = await evaluate(config, heldout_text(), args.context_len, args.max_tokens)
+        report = await evaluate(config, text, args.context_len, args.max_tokens, text_name)
         print(summary_line(report), flush=True)
         reports.append(report)
     return reports
@@ -117,7 +148,7 @@ def _quantized(report: PerplexityReport) -> str:
 def summary_line(report: PerplexityReport) -> str:
     return (
         f"{report.model} ({report.dtype}): perplexity {report.perplexity:.3f} over "
-        f"{report.tokens} tokens (context {report.context_len}); weights "
+        f"{report.tokens} tokens of {report.text} (context {report.context_len}); weights "
         f"{_mb(report.weights.total)}, quantized layers {_quantized(report)}; "
         f"load {report.load_s:.1f} s, wall {report.wall_s:.1f} s"
     )

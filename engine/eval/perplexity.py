@@ -25,6 +25,8 @@ from importlib import resources
 from switchyard.engine.eval.weights import WeightBytes
 
 HELDOUT_RESOURCE = "data/heldout.txt"
+# What a report names the shipped held-out text by; any other text is named by its path.
+HELDOUT_NAME = "heldout"
 
 
 def heldout_text() -> str:
@@ -104,6 +106,7 @@ class PerplexityReport:
     wall_s: float
     weights: WeightBytes
     enforce_eager: bool
+    text: str = HELDOUT_NAME
 
     def to_json(self) -> dict:
         figures = asdict(self)

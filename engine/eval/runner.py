@@ -21,6 +21,7 @@ from vllm.sampling_params import RequestOutputKind
 
 from switchyard.engine.config import RuntimeConfig
 from switchyard.engine.eval.perplexity import (
+    HELDOUT_NAME,
     PerplexityReport,
     Window,
     make_windows,
@@ -85,9 +86,14 @@ class Scorer:
 
 
 async def evaluate(
-    config: RuntimeConfig, text: str, context_len: int, max_tokens: int | None
+    config: RuntimeConfig,
+    text: str,
+    context_len: int,
+    max_tokens: int | None,
+    text_name: str = HELDOUT_NAME,
 ) -> PerplexityReport:
-    """Start the engine for ``config``, score ``text`` and shut the engine down."""
+    """Start the engine for ``config``, score ``text`` (reported as ``text_name``) and
+    shut the engine down."""
     started = time.perf_counter()
     scorer = Scorer.start(config, context_len)
     loaded = time.perf_counter()
@@ -109,4 +115,5 @@ async def evaluate(
         wall_s=done - started,
         weights=checkpoint_weight_bytes(Path(runtime.model_path)),
         enforce_eager=config.enforce_eager,
+        text=text_name,
     )

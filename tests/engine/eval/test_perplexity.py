@@ -4,10 +4,12 @@ text against a shuffled copy of it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ from switchyard.engine.eval.weights import WeightBytes, checkpoint_weight_bytes
 from switchyard.engine.quantization.calibration import CALIBRATION_TEXT
 
 MODEL = "smollm2-135m-instruct"
+# The text the shipped recipes' settings were chosen on (README, "NVFP4 quantization").
+DEVELOPMENT_TEXT = resources.files("switchyard.engine.eval").joinpath("data/development.txt")
 SCORED_TOKENS = 128
 
 
@@ -78,15 +82,27 @@ def test_windows_refuse_what_cannot_be_scored(ids, prefix, context_len, max_toke
         make_windows(ids, prefix, context_len, max_tokens)
 
 
-def test_heldout_text_is_not_the_calibration_text() -> None:
-    def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
-        words = re.findall(r"\w+", text.lower())
-        return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+def _shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
+
+def test_heldout_text_is_not_the_calibration_text() -> None:
     heldout = heldout_text()
     assert len(heldout) > 10_000
-    shared = shingles(heldout) & shingles(CALIBRATION_TEXT.read_text())
+    shared = _shingles(heldout) & _shingles(CALIBRATION_TEXT.read_text())
     assert not shared, f"held-out and calibration texts share {sorted(shared)[:5]}"
+
+
+def test_development_text_is_neither_heldout_nor_calibration_text() -> None:
+    """Recipe settings are chosen on the development text, so it must not be the text they
+    are reported on (held-out) nor the one they are fitted to (calibration)."""
+    development = DEVELOPMENT_TEXT.read_text()
+    assert len(development) > 10_000
+    others = {"held-out": heldout_text(), "calibration": CALIBRATION_TEXT.read_text()}
+    for name, other in others.items():
+        shared = _shingles(development) & _shingles(other)
+        assert not shared, f"development and {name} texts share {sorted(shared)[:5]}"
 
 
 def _checkpoint(directory: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
@@ -179,6 +195,57 @@ def test_cli_refuses_bad_input_before_starting_an_engine(argv, message, tmp_path
         main(["eval", "perplexity", *argv, "--json", str(out)])
     assert message in str(exit_info.value.code)
     assert not out.exists()
+
+
+def _bad_text_files(folder: Path) -> list[tuple[Path, str]]:
+    (folder / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (folder / "blank.txt").write_text(" \n\t\n")
+    (folder / "subdir").mkdir()
+    return [
+        (folder / "missing.txt", "missing.txt: no such file"),
+        (folder / "subdir", "subdir: is a directory, not a text file"),
+        (folder / "latin1.txt", "latin1.txt: not UTF-8 text (byte 3: invalid continuation"),
+        (folder / "blank.txt", "blank.txt: the file has no text to score"),
+    ]
+
+
+def test_cli_refuses_a_text_it_cannot_score_before_starting_an_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_engine(*_args, **_kwargs):
+        raise AssertionError("an engine was started for a text that cannot be scored")
+
+    monkeypatch.setattr("switchyard.engine.eval.runner.evaluate", no_engine)
+    out = tmp_path / "never.json"
+    for path, message in _bad_text_files(tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", "perplexity", "--model", MODEL, "--text", str(path), "--json", str(out)])
+        assert f"error: --text {tmp_path / message}" in str(exit_info.value.code)
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_cli_scores_the_given_text_or_else_the_heldout_text(
+    given: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's wiring; what ``evaluate`` does with a text is the real-engine test below."""
+    text = tmp_path / "domain.txt"
+    text.write_text("Invoices are due thirty days after the delivery date.\n")
+    scored: list[str] = []
+
+    async def evaluate(config, content, context_len, max_tokens, text_name):
+        scored.append(content)
+        report = _report(config.model, 20.0, WeightBytes(total=1))
+        return dataclasses.replace(report, text=text_name, tokens=max_tokens)
+
+    monkeypatch.setattr("switchyard.engine.eval.runner.evaluate", evaluate)
+    out = tmp_path / "ppl.json"
+    argv = ["eval", "perplexity", "--model", MODEL, "--max-tokens", "7", "--json", str(out)]
+    assert main([*argv, "--text", str(text)] if given else argv) == 0
+    assert scored == [text.read_text() if given else heldout_text()]
+    (report,) = json.loads(out.read_text())["perplexity"]
+    assert report["text"] == (str(text) if given else "heldout")
+    assert report["tokens"] == 7
 
 
 async def test_engine_perplexity_is_plausible_and_shuffling_ruins_it() -> None:
