@@ -27,6 +27,7 @@ from switchyard.engine.quantization.calibration import (
     hessian_key,
     load_model,
     recording,
+    stacked,
     token_batches,
 )
 from switchyard.engine.quantization.checkpoint import (
@@ -133,7 +134,7 @@ def sequential_gptq(
     tokenizer, model = load_model(source)
     scales = global_scales(source, weight_files(source), modules)
     list_name, layers = decoder_layers(model, modules)
-    batches = token_batches(tokenizer, text, calibration)
+    batches = stacked(token_batches(tokenizer, text, calibration))
     hidden, arguments = layer_calls(model, layers, batches)
     stats = InputStatistics()
     for index, layer in enumerate(layers):

@@ -364,3 +364,34 @@ def test_recipes_vllm_could_not_load_are_refused(source: Path, tmp_path: Path) -
     with pytest.raises(QuantizeError, match="matches none"):
         quantize_checkpoint(source, none, tmp_path / "none")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stacked_sequences_keep_their_order_and_length() -> None:
+    sequences = [torch.full((1, 4), i) for i in range(10)] + [torch.full((1, 3), 10)]
+    batches = calibration.stacked(sequences, size=4)
+    assert [tuple(b.shape) for b in batches] == [(4, 4), (4, 4), (2, 4), (1, 3)]
+    assert [row.tolist() for b in batches for row in b] == [s[0].tolist() for s in sequences]
+
+
+def test_stacked_sequences_give_the_statistics_of_one_at_a_time(source: Path) -> None:
+    """Rows of one batch do not see each other: what each layer sees is what it would see
+    with the sequences run one by one (up to bf16 rounding of differently blocked products)."""
+    tokenizer, model = calibration.load_model(source)
+    recipe = load_recipe("nvfp4-w4a16")
+    assert recipe.calibration is not None
+    settings = recipe.calibration.model_copy(update={"max_tokens": 4 * 254 + 100})
+    sequences = calibration.token_batches(
+        tokenizer, calibration.CALIBRATION_TEXT.read_text(), settings
+    )
+    modules = ["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"]
+    seen = {}
+    for way, batches in (("one", sequences), ("stacked", calibration.stacked(sequences))):
+        stats = seen[way] = calibration.InputStatistics()
+        with calibration.recording(model, modules, stats, hessians=True), torch.no_grad():
+            for batch in batches:
+                model(input_ids=batch)
+    assert len(calibration.stacked(sequences)) == 2
+    for module in modules:
+        one, stacked = seen["one"].hessian(module), seen["stacked"].hessian(module)
+        assert torch.allclose(stacked, one, rtol=0.02, atol=1e-3 * one.abs().max().item())
+        assert torch.allclose(seen["stacked"].amax[module], seen["one"].amax[module], rtol=0.02)
