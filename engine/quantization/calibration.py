@@ -65,6 +65,13 @@ def stacked(sequences: list[torch.Tensor], size: int = SEQUENCES_PER_PASS) -> li
     return batches
 
 
+def forward_batches(
+    tokenizer: PreTrainedTokenizerBase, text: str, calibration: Calibration
+) -> list[torch.Tensor]:
+    """What calibration runs through the model: ``token_batches`` ``stacked``."""
+    return stacked(token_batches(tokenizer, text, calibration))
+
+
 @dataclass
 class InputStatistics:
     """What calibration saw at each module's input: the largest |x| (fp32 0-dim) and,
@@ -148,7 +155,7 @@ def input_statistics(
     """Run the bf16 model over ``text`` and record each of ``modules``' inputs."""
     tokenizer, model = load_model(source)
     stats = InputStatistics()
-    batches = stacked(token_batches(tokenizer, text, calibration))
+    batches = forward_batches(tokenizer, text, calibration)
     # not inference_mode: GPTQ later computes on these tensors
     with recording(model, modules, stats, hessians), torch.no_grad():
         for batch in batches:

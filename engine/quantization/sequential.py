@@ -24,11 +24,10 @@ import torch
 from switchyard.engine.quantization.calibration import (
     InputStatistics,
     check_all_seen,
+    forward_batches,
     hessian_key,
     load_model,
     recording,
-    stacked,
-    token_batches,
 )
 from switchyard.engine.quantization.checkpoint import (
     QuantizeError,
@@ -134,7 +133,7 @@ def sequential_gptq(
     tokenizer, model = load_model(source)
     scales = global_scales(source, weight_files(source), modules)
     list_name, layers = decoder_layers(model, modules)
-    batches = stacked(token_batches(tokenizer, text, calibration))
+    batches = forward_batches(tokenizer, text, calibration)
     hidden, arguments = layer_calls(model, layers, batches)
     stats = InputStatistics()
     for index, layer in enumerate(layers):
