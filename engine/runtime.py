@@ -19,6 +19,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 
 from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
 from switchyard.engine.cpu_cores import configure_engine_processes
+from switchyard.engine.cpu_features import describe_cpu
 from switchyard.engine.models.prepare import resolve_model_path
 from switchyard.engine.models.registry import EMBEDDED_MODELS, resolve_name
 from switchyard.engine.plugin import ATTENTION_BACKEND_ENV
@@ -77,6 +78,7 @@ class ModelRuntime:
             embedded = EMBEDDED_MODELS.get(resolve_name(config.model))
             dtype = embedded.serving_dtype(on_cpu=_on_cpu()) if embedded else "auto"
         if _on_cpu():
+            log.info("%s", describe_cpu())
             # vLLM's CPU build reads its KV budget from the environment only.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_gib:g}")
             configure_engine_processes(config.cpu_reserved_cores, config.cpu_cores)

@@ -29,10 +29,16 @@ from pathlib import Path
 import pytest
 
 from switchyard.engine.client import EngineClient, EngineNotReady
+from switchyard.engine.cpu_features import describe_cpu
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
 START_TIMEOUT_S = 600
 TEST_ENGINE_RESERVED_CORES = 1 if len(os.sched_getaffinity(0)) > 1 else 0
+
+
+def pytest_report_header() -> str:
+    """The CPU and the vLLM-CPU kernels it gets, at the head of every run (and CI log)."""
+    return describe_cpu()
 
 
 def free_port() -> int:

@@ -88,10 +88,11 @@ class EmbeddedModel:
     locate_gguf: Callable[[Path], Path] = field(repr=False)
     # The installed files the GGUF is made of, found without assembling it.
     gguf_parts: Callable[[], list[Path]] = field(repr=False)
-    # The dtype vLLM serves it in, and the one on CPU where that differs. SmolLM2 answers
-    # chat with garbage in bf16 on vLLM's CPU path (and correctly in fp32), so it is
-    # served in fp32 there until that is understood; on a GPU it is served in bf16, which
-    # GPU attention backends (ours included) require.
+    # The dtype vLLM serves it in, and the one on CPU where that differs. SmolLM2's chat
+    # answers hang on near-ties that bf16 rounding decides differently on CPUs with and
+    # without AMX (README "Known limits"), so on CPU it is served in fp32, which answers
+    # the same everywhere; on a GPU in bf16, which GPU attention backends (ours included)
+    # require.
     serve_dtype: str = "bfloat16"
     cpu_serve_dtype: str | None = None
     chat_template: str | None = None

