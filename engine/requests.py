@@ -15,7 +15,7 @@ from vllm import SamplingParams
 from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind
 
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.v1 import engine_pb2
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 SAMPLING_FIELDS = frozenset(engine_pb2.SamplingParams.DESCRIPTOR.fields_by_name)

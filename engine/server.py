@@ -22,10 +22,10 @@ from vllm.exceptions import VLLMClientError
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.v1.engine.exceptions import EngineGenerateError
 
+from switchyard.api.v1 import engine_pb2, engine_pb2_grpc
 from switchyard.engine.config import RuntimeConfig
 from switchyard.engine.requests import InvalidRequest, prepare_request, rejected_by_vllm
 from switchyard.engine.runtime import DuplicateRequestId, ModelRuntime
-from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def python_example(target: str) -> str:
     """A complete script that calls the engine at ``target`` (the client is async)."""
     return (
         "import asyncio\n"
-        "from switchyard.engine.client import EngineClient\n"
+        "from switchyard.api.client import EngineClient\n"
         "\n"
         "async def main():\n"
         f"    async with EngineClient({target!r}) as engine:\n"

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from switchyard.common.validation import problems
 from switchyard.router import wire_json
 from switchyard.router.admin import Admin, reload_from
 from switchyard.router.auth import KeyChecker
@@ -39,7 +40,6 @@ from switchyard.router.config import (
     read_config_data,
 )
 from switchyard.router.errors import APIError, invalid_request, server_error
-from switchyard.router.field_paths import field_path
 from switchyard.router.metrics import CONTENT_TYPE, Observation, RouterMetrics
 from switchyard.router.openai_types import (
     ROUTER_ONLY_FIELDS,
@@ -89,10 +89,8 @@ def parse_body(body: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
     try:
         return data, model.model_validate(data)
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        param = field_path(first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise invalid_request(f"{param}: {message}" if param else message, param) from None
+        first = problems(error)[0]
+        raise invalid_request(str(first), first.path) from None
 
 
 def _too_deep() -> APIError:

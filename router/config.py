@@ -17,7 +17,7 @@ from typing import ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from switchyard.router.field_paths import field_path
+from switchyard.common.validation import describe
 from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol
 from switchyard.router.replicas import ReplicaPolicy
 from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig
@@ -259,12 +259,7 @@ def parse_config(data: object) -> RouterConfig:
     try:
         return RouterConfig.model_validate(data)
     except ValidationError as error:
-        problems = []
-        for item in error.errors(include_url=False):
-            message = item["msg"].removeprefix("Value error, ")
-            path = field_path(item["loc"])
-            problems.append(f"{path}: {message}" if path else message)
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigError(describe(error)) from None
 
 
 def config_schema() -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.v1 import engine_pb2
 from switchyard.router.routing.attempts import Attempt
 
 # Latency buckets from sub-millisecond (cached or tiny answers) to minutes (long outputs).

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from switchyard.engine.client import EngineClient
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.client import EngineClient
+from switchyard.api.v1 import engine_pb2
 from switchyard.router.config import ResolvedProvider, RouterConfig
 from switchyard.router.providers.anthropic import Anthropic
 from switchyard.router.providers.catalog import Protocol

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from switchyard.engine.client import EngineClient, EngineNotReady
+from switchyard.api.client import EngineClient, EngineNotReady
 from switchyard.engine.cpu_features import describe_cpu
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")

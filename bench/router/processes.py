@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from switchyard.engine.client import EngineClient, EngineNotReady
+from switchyard.api.client import EngineClient, EngineNotReady
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0

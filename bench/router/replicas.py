@@ -234,9 +234,9 @@ def router_config(targets: Mapping[str, str], configuration: str, key_env: str) 
 
 async def measure(settings: Settings, *, log: Callable[[str], None]) -> Results:
     """Start the engines, then one router and one measured run per configuration."""
+    from switchyard.api.client import EngineClient
     from switchyard.bench.router import processes
     from switchyard.bench.serving.workloads import load_tokenizer
-    from switchyard.engine.client import EngineClient
 
     settings.check()
     tokenizer = load_tokenizer(settings.model)

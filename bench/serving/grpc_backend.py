@@ -11,10 +11,10 @@ import uuid
 
 import grpc
 
+from switchyard.api.client import EngineClient, build_request
+from switchyard.api.v1 import engine_pb2
 from switchyard.bench.serving.record import RequestRecord
 from switchyard.bench.serving.workloads import BenchRequest
-from switchyard.engine.client import EngineClient, build_request
-from switchyard.engine.v1 import engine_pb2
 
 
 class GrpcBackend:

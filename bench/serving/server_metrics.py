@@ -23,8 +23,8 @@ import aiohttp
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from switchyard.engine.client import EngineClient
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.client import EngineClient
+from switchyard.api.v1 import engine_pb2
 
 SCRAPE_TIMEOUT_S = 10.0
 # Our field -> vLLM's Prometheus sample name (vllm/v1/metrics/loggers.py and

@@ -48,7 +48,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from switchyard.engine.client import EngineClient, EngineNotReady
+from switchyard.api.client import EngineClient, EngineNotReady
 
 ROOT = Path(__file__).resolve().parents[2]  # the switchyard package (the repository root)
 SOURCES = ("engine/requests.py", "engine/server.py", "engine/runtime.py", "router/errors.py")

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from switchyard.router.field_paths import field_path
+from switchyard.common.validation import describe
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -163,12 +163,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     try:
         return Recipe.model_validate({**data, "name": path.stem})
     except ValidationError as error:
-        problems = []
-        for item in error.errors(include_url=False):
-            message = item["msg"].removeprefix("Value error, ")
-            location = field_path(item["loc"])
-            problems.append(f"{location}: {message}" if location else message)
-        raise RecipeError(f"recipe {path}: {'; '.join(problems)}") from None
+        raise RecipeError(f"recipe {path}: {describe(error)}") from None
 
 
 def list_recipes() -> list[Recipe]:

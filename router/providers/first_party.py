@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 
-from switchyard.engine.client import build_request
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.client import build_request
+from switchyard.api.v1 import engine_pb2
 from switchyard.router.errors import from_rpc_error, server_error, unsupported
 from switchyard.router.openai_types import (
     OUTPUT_SHAPING,

@@ -15,7 +15,7 @@ import uvicorn
 from loopback_engine import FakeEngine
 from loopback_server import FakeServer, create_app
 
-from switchyard.engine.v1 import engine_pb2_grpc
+from switchyard.api.v1 import engine_pb2_grpc
 
 
 @pytest.fixture(autouse=True)

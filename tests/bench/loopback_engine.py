@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 from loopback_server import PROMPT_TOKENS, STALL_S, Script
 
-from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
+from switchyard.api.v1 import engine_pb2, engine_pb2_grpc
 
 # Loads counter increments per request: hit rate 1/4, acceptance 3/4, mean length 3.25.
 PER_REQUEST = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from switchyard.api.client import EngineClient
 from switchyard.bench.serving.serve import ServeSettings, run_serve
-from switchyard.engine.client import EngineClient
 
 
 async def test_random_workload_against_the_engine(smollm: EngineClient, engine_processes) -> None:

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from switchyard.api.client import EngineClient
 from switchyard.bench.serving import spec
 from switchyard.cli.main import build_parser
-from switchyard.engine.client import EngineClient
 
 
 def test_copy_prompts_are_distinct_code_chunks_ending_in_an_open_fence() -> None:

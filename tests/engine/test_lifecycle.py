@@ -10,7 +10,7 @@ import grpc
 import psutil
 import pytest
 
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.v1 import engine_pb2
 
 pytestmark = pytest.mark.timeout(900)
 

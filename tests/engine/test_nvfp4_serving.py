@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from switchyard.engine.client import EngineClient
+from switchyard.api.client import EngineClient
 from switchyard.engine.models.prepare import resolve_model_path
 from switchyard.engine.quantization.checkpoint import quantize_checkpoint
 from switchyard.engine.quantization.recipes import Recipe, load_recipe

@@ -9,7 +9,7 @@ import pytest
 from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind
 
-from switchyard.engine.client import build_request
+from switchyard.api.client import build_request
 from switchyard.engine.requests import (
     InvalidRequest,
     ModelLimits,

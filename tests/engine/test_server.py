@@ -16,10 +16,10 @@ from inprocess_grpc import serve_in_process
 from vllm.exceptions import VLLMValidationError
 from vllm.v1.engine.exceptions import EngineGenerateError
 
-from switchyard.engine.client import EngineClient, build_request
+from switchyard.api.client import EngineClient, build_request
+from switchyard.api.v1 import engine_pb2
 from switchyard.engine.requests import ModelLimits
 from switchyard.engine.server import EngineServicer, python_example
-from switchyard.engine.v1 import engine_pb2
 
 pytestmark = pytest.mark.timeout(900)
 

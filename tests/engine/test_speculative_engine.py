@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from switchyard.engine.client import EngineClient, Generation
+from switchyard.api.client import EngineClient, Generation
 
 pytestmark = pytest.mark.timeout(900)
 

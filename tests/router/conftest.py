@@ -10,7 +10,7 @@ import httpx
 import pytest
 from router_harness import KEYS, MAX_BODY_BYTES, serve_router
 
-from switchyard.engine.client import EngineClient
+from switchyard.api.client import EngineClient
 from switchyard.router.config import parse_config
 
 READY_TIMEOUT_S = 60

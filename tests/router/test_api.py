@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from router_harness import KEYS, MAX_BODY_BYTES, free_port, serve_router
 
-from switchyard.engine.client import EngineClient
+from switchyard.api.client import EngineClient
 from switchyard.router.config import parse_config
 
 pytestmark = pytest.mark.timeout(900)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from router_harness import serve_router
 
-from switchyard.engine.client import EngineClient
+from switchyard.api.client import EngineClient
 from switchyard.router.config import parse_config
 
 pytestmark = pytest.mark.timeout(600)

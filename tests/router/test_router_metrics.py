@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.v1 import engine_pb2
 from switchyard.router.metrics import RouterMetrics, engine_exposition
 
 

@@ -3,8 +3,8 @@ in bf16 by its own kernels: see tests/engine/attention/test_backend.py for why."
 
 from __future__ import annotations
 
-from switchyard.engine.client import Generation
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.client import Generation
+from switchyard.api.v1 import engine_pb2
 
 # Measured between our backend and vLLM's (AMX and vector kernels) on these requests:
 # at most 0.07 nats on a sampled token's logprob in bf16, 1e-4 in float32. Two bf16

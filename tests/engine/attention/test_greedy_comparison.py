@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from greedy_comparison import LOGPROB_TOLERANCE, NEAR_TIE_NATS, positions_that_agree
 
-from switchyard.engine.client import Generation
-from switchyard.engine.v1 import engine_pb2
+from switchyard.api.client import Generation
+from switchyard.api.v1 import engine_pb2
 
 
 def step(chosen: int, logprob: float, runner_up: int, runner_up_logprob: float):

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from switchyard.engine.client import SERVICE_NAME
-from switchyard.engine.v1 import engine_pb2_grpc
+from switchyard.api.client import SERVICE_NAME
+from switchyard.api.v1 import engine_pb2_grpc
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from switchyard.engine.v1 import engine_pb2, engine_pb2_grpc
+from switchyard.api.v1 import engine_pb2, engine_pb2_grpc
 
 SERVICE_NAME = engine_pb2.DESCRIPTOR.services_by_name["Engine"].full_name
 # Fields of SamplingParams a caller may pass to generate() as keyword arguments.

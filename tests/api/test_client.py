@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from inprocess_grpc import serve_in_process
 
-from switchyard.engine.client import SERVICE_NAME, EngineClient, EngineNotReady, build_request
+from switchyard.api.client import SERVICE_NAME, EngineClient, EngineNotReady, build_request
 
 
 def test_build_request_text_and_sampling() -> None:
