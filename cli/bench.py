@@ -8,6 +8,7 @@ import math
 import os
 import sys
 
+from switchyard.bench import output
 from switchyard.bench.kernels import cli as kernels_cli
 from switchyard.bench.router import cli as router_cli
 from switchyard.bench.serving import spec as spec_cli
@@ -185,7 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ValueError(f"--max-failures must be >= 0, got {args.max_failures}")
         for flag, path in (("--save", args.save), ("--csv", args.csv)):
             if path:
-                report.check_output_path(flag, path)
+                output.check_writable(flag, path)
         if args.plot:
             plot.check_plot_path(args.plot)
         results = asyncio.run(run_serve(settings, api_key=args.api_key))
@@ -196,7 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
         document = report.to_json(
             settings.to_dict(), results, detailed=args.detailed, arguments=_arguments(args)
         )
-        report.save_json(args.save, document)
+        output.write_json(args.save, document)
     if args.csv:
         report.write_csv(args.csv, results)
     if args.plot:

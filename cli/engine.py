@@ -7,8 +7,10 @@ import asyncio
 import dataclasses
 import os
 
+from switchyard.cli import extras
 from switchyard.engine.config import ATTENTION_BACKENDS, RuntimeConfig
 from switchyard.engine.cpu_cores import parse_cores, reserved_cores, usable_cores
+from switchyard.engine.models.prepare import ModelNotFound, check_model
 from switchyard.engine.speculative import (
     METHODS,
     WITH_PATH,
@@ -151,10 +153,16 @@ def _serve(args: argparse.Namespace) -> int:
         reserved_cores(usable_cores(), args.cpu_reserved_cores, "--cpu-reserved-cores")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+    try:
+        check_model(args.model)
+    except ModelNotFound as error:
+        raise SystemExit(f"error: {error}") from None
     speculative = dataclasses.replace(args.speculative, num_tokens=args.num_speculative_tokens)
     _check_speculative(args.model, speculative)
     # Imported here: vLLM takes seconds to import, and `--help` should not.
-    from switchyard.engine.server import serve
+    serve = extras.require(
+        "switchyard.engine.server", "switchyard engine serve", extras.ENGINE
+    ).serve
 
     config = RuntimeConfig(
         model=args.model,

@@ -44,11 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from switchyard.engine.models.prepare import ModelNotFound, resolve_model_path
-    from switchyard.engine.quantization.checkpoint import (
-        QuantizeError,
-        check_output_dir,
-        quantize_checkpoint,
-    )
+    from switchyard.engine.quantization.checkpoint import check_output_dir, quantize_checkpoint
+    from switchyard.engine.quantization.source import QuantizeError
 
     out = Path(args.out)
     try:

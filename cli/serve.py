@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from switchyard.common.engine_process import EngineProcess, EngineStartError
 from switchyard.engine.cpu_cores import format_cores, share_cores
 
+# For all engines together: they start one after the other's model load on a small machine.
 ENGINE_START_TIMEOUT_S = 900
-ENGINE_STOP_TIMEOUT_S = 60
 KEYS_ENV = "SWITCHYARD_API_KEYS"
 
 
@@ -67,57 +65,30 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=_serve)
 
 
-@dataclass
-class EngineProcess:
-    model: str
-    target: str
-    process: subprocess.Popen
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL for the whole group if it does not drain in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=ENGINE_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            code = None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # whatever of vLLM outlived it
-        self.process.wait()
-        return code
-
-
 def _start_engine(
     model: str, port: int, enforce_eager: bool, cores: tuple[int, ...] | None
 ) -> EngineProcess:
-    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
-    command += ["--model", model, "--port", str(port)]
+    args = ["--model", model]
     if enforce_eager:
-        command.append("--enforce-eager")
+        args.append("--enforce-eager")
     if cores:
-        command += ["--cpu-cores", format_cores(cores)]
-    process = subprocess.Popen(command, start_new_session=True)
-    return EngineProcess(model, f"127.0.0.1:{port}", process)
+        args += ["--cpu-cores", format_cores(cores)]
+    return EngineProcess.start(model, args, port=port)  # its log goes to ours
 
 
 async def _wait_serving(engines: list[EngineProcess]) -> None:
-    from switchyard.api.client import EngineClient, EngineNotReady
-
     deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
     for engine in engines:
-        async with EngineClient(engine.target) as client:
-            try:
-                await client.wait_ready(
-                    max(0.0, deadline - time.monotonic()),
-                    alive=lambda process=engine.process: process.poll() is None,
-                )
-            except EngineNotReady:
-                if engine.process.poll() is not None:
-                    raise SystemExit(
-                        f"error: the {engine.model} engine exited with code "
-                        f"{engine.process.returncode} before it was ready (its log is above)"
-                    ) from None
-                raise SystemExit(f"error: the {engine.model} engine is not ready in time") from None
+        try:
+            client = await engine.wait_serving(max(0.0, deadline - time.monotonic()))
+        except EngineStartError:
+            if not engine.alive():
+                raise SystemExit(
+                    f"error: the {engine.name} engine exited with code "
+                    f"{engine.process.returncode} before it was ready (its log is above)"
+                ) from None
+            raise SystemExit(f"error: the {engine.name} engine is not ready in time") from None
+        await client.close()
 
 
 def _banner(base_url: str, model_id: str, key: str | None) -> str:
@@ -153,7 +124,7 @@ def _router_config(
     base = load_config(args.config).model_dump(exclude_unset=True) if args.config else {}
     base["engines"] = [
         *base.get("engines", []),
-        *({"name": e.model, "target": e.target} for e in engines),
+        *({"name": e.name, "target": e.target} for e in engines),
     ]
     key = None
     if (
@@ -216,6 +187,6 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        failed = [e.model for e in engines if e.stop() != 0]
+        failed = [e.name for e in engines if e.stop() != 0]
         if failed:
             print(f"engines that did not stop cleanly: {', '.join(failed)}", file=sys.stderr)

@@ -17,22 +17,16 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import contextlib
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from switchyard.api.client import EngineClient, EngineNotReady
+from switchyard.api.client import EngineClient
+from switchyard.common.engine_process import EngineProcess
 from switchyard.engine.cpu_features import describe_cpu
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
-START_TIMEOUT_S = 600
 TEST_ENGINE_RESERVED_CORES = 1 if len(os.sched_getaffinity(0)) > 1 else 0
 
 
@@ -41,70 +35,23 @@ def pytest_report_header() -> str:
     return describe_cpu()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class EngineProcess:
-    model: str
-    target: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def kill_group(self) -> None:
-        """SIGKILL the server and every process it started; reap the server."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    async def wait_serving(self) -> EngineClient:
-        """A client, once the engine's health says SERVING; fails if it dies first."""
-        try:
-            return await EngineClient.connect(
-                self.target,
-                ready_timeout_s=START_TIMEOUT_S,
-                alive=lambda: self.process.poll() is None,
-            )
-        except EngineNotReady as error:
-            problem = f"{self.model}: {error} (exit code {self.process.poll()})"
-        pytest.fail(f"{problem}:\n{self.log_tail()}")
-
-
 def _engine_environment() -> dict[str, str]:
     """The test process's environment, less the interpreter switch meant for kernel tests."""
     return {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
 
 
 def _launch(model: str, log_dir: Path, *extra: str) -> EngineProcess:
-    port = free_port()
-    log_path = log_dir / f"engine-{Path(model).name}.log"  # model may be a checkpoint path
-    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
-    command += ["--model", model, "--port", str(port), "--enforce-eager"]
-    command += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]
+    args = ["--model", model, "--enforce-eager"]
+    args += ["--kv-cache-gib", "1", "--max-model-len", "2048", "--shutdown-grace", "5"]
     # Two engines share the machine, so neither's worker takes every core (the default on
     # small machines): each keeps vLLM's usual layout, the last core left to the rest,
     # unless the caller binds it to cores of its own.
     if "--cpu-cores" not in extra:
-        command += ["--cpu-reserved-cores", str(TEST_ENGINE_RESERVED_CORES)]
+        args += ["--cpu-reserved-cores", str(TEST_ENGINE_RESERVED_CORES)]
     # Later flags win in argparse, so callers can override the defaults above.
-    command += extra
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**_engine_environment(), "PYTHONUNBUFFERED": "1"},
-            # Its own process group, so vLLM's engine-core and worker processes can be
-            # killed with it: killing only the server would orphan them (GBs each).
-            start_new_session=True,
-        )
-    return EngineProcess(model, f"127.0.0.1:{port}", process, log_path)
+    args += extra
+    log_path = log_dir / f"engine-{Path(model).name}.log"  # model may be a checkpoint path
+    return EngineProcess.start(model, args, log_path=log_path, env=_engine_environment())
 
 
 @pytest.fixture(scope="session")
@@ -116,15 +63,10 @@ def engine_processes(
     yield engines
     failures = []
     for engine in engines.values():
-        if engine.process.poll() is None:
-            engine.process.send_signal(signal.SIGTERM)
-        try:
-            code = engine.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            code = "killed after 60 s"
-        engine.kill_group()  # whatever of vLLM outlived a failed shutdown
+        code = engine.stop()  # SIGTERM, then SIGKILL for whatever of vLLM outlived it
         if code != 0:
-            failures.append(f"{engine.model} exited {code} on SIGTERM:\n{engine.log_tail()}")
+            exit = "killed after it did not stop" if code is None else f"exited {code}"
+            failures.append(f"{engine.name} {exit} on SIGTERM:\n{engine.log_tail()}")
     assert not failures, "\n".join(failures)
 
 
@@ -140,7 +82,7 @@ def spawn_engine(tmp_path: Path) -> Iterator:
 
     yield spawn
     for engine in spawned:
-        engine.kill_group()
+        engine.kill()
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +99,7 @@ def launch_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     yield launch
     for engine in launched:
-        engine.kill_group()
+        engine.kill()
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from switchyard.bench.kernels import nvfp4_cli, report
+from switchyard.bench.kernels.options import add_common_options, csv_list
 from switchyard.bench.kernels.shapes import BACKEND_NAMES, MODELS, MODES
+from switchyard.bench.output import check_writable
 
 NO_GPU = (
     "no CUDA GPU: the kernel benchmark needs one; correctness tests run on CPU with `make test`"
@@ -47,20 +48,6 @@ def _epilog() -> str:
     return "\n".join(lines) + "\n\n" + MODES_HELP
 
 
-def _csv(convert: Callable[[str], object], allowed: tuple[str, ...] = ()) -> Callable:
-    """An argparse type for comma-separated values, each converted and, if given, checked."""
-
-    def parse(text: str) -> tuple:
-        values = tuple(convert(item.strip()) for item in text.split(",") if item.strip())
-        unknown = [value for value in values if allowed and value not in allowed]
-        if not values or unknown:
-            choices = f" (choose from {', '.join(allowed)})" if allowed else ""
-            raise argparse.ArgumentTypeError(f"invalid list {text!r}{choices}")
-        return values
-
-    return parse
-
-
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``kernels attention`` under ``switchyard bench``."""
     kernels = commands.add_parser("kernels", help="kernel benchmarks (need a CUDA GPU)")
@@ -74,18 +61,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid = attention.add_argument_group("grid")
     grid.add_argument(
         "--models",
-        type=_csv(str, tuple(MODELS)),
+        type=csv_list(str, tuple(MODELS)),
         default=tuple(MODELS),
         metavar="NAME,...",
         help="comma-separated (default: all)",
     )
     grid.add_argument("--mode", choices=MODES, default="decode")
     grid.add_argument(
-        "--batch", type=_csv(int), default=(1, 8, 32, 64), metavar="N,...", help="default 1,8,32,64"
+        "--batch",
+        type=csv_list(int),
+        default=(1, 8, 32, 64),
+        metavar="N,...",
+        help="default 1,8,32,64",
     )
     grid.add_argument(
         "--kv-len",
-        type=_csv(int),
+        type=csv_list(int),
         default=(1024, 8192, 32768),
         metavar="N,...",
         help="KV positions per sequence, new tokens included (default 1024,8192,32768)",
@@ -113,16 +104,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     nvfp4_cli.add_parser(which)
 
 
-def _unwritable(path: str) -> str | None:
-    """Why a file cannot be written at ``path`` (its folder is created), or None."""
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        return str(error)
-    return None if os.access(folder, os.W_OK) else f"{folder} is not writable"
-
-
 def _attention(args: argparse.Namespace) -> int:
     import torch
 
@@ -133,11 +114,13 @@ def _attention(args: argparse.Namespace) -> int:
         print(INTERPRETED, file=sys.stderr)
         return 2
     # Paths are checked before the run: a bad one should not cost a whole run.
-    for flag, path in (("--json", args.json), ("--csv", args.csv)):
-        problem = _unwritable(path) if path else None
-        if problem:
-            print(f"error: {flag} {path}: {problem}", file=sys.stderr)
-            return 2
+    try:
+        for flag, path in (("--json", args.json), ("--csv", args.csv)):
+            if path:
+                check_writable(flag, path, make_folder=True)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     saved = None
     if args.compare:
         try:
@@ -182,38 +165,3 @@ def _attention(args: argparse.Namespace) -> int:
         print("error: our kernel failed on a case or a backend failed --refcheck", file=sys.stderr)
         return 1
     return 0
-
-
-def add_common_options(
-    parser: argparse.ArgumentParser,
-    grid: argparse._ArgumentGroup,
-    backends: tuple[str, ...],
-    *,
-    reference: str,
-) -> argparse._ArgumentGroup:
-    """The options every kernel benchmark shares (dtype, backends, measurement, --json),
-    so that each command reads the same; returns the output group for command-specific
-    outputs."""
-    grid.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
-    grid.add_argument(
-        "--backends",
-        type=_csv(str, backends),
-        default=backends,
-        metavar="NAME,...",
-        help=f"comma-separated (default: {','.join(backends)})",
-    )
-    measure = parser.add_argument_group("measurement")
-    measure.add_argument(
-        "--refcheck",
-        action="store_true",
-        help=f"check every backend against {reference} (relative error norm; "
-        "bf16 1e-2, fp16 5e-3); any failure exits 1",
-    )
-    measure.add_argument("--warmup-ms", type=float, default=25.0, help="default 25")
-    measure.add_argument(
-        "--rep-ms", type=float, default=100.0, help="time budget of the timed runs (default 100)"
-    )
-    measure.add_argument("--seed", type=int, default=0)
-    output = parser.add_argument_group("output")
-    output.add_argument("--json", metavar="PATH", help="write settings, device and records")
-    return output

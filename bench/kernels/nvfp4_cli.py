@@ -11,6 +11,8 @@ import os
 import sys
 
 from switchyard.bench.kernels.nvfp4_shapes import BACKEND_NAMES, DEFAULT_MS, LAYERS, MODELS
+from switchyard.bench.kernels.options import add_common_options, csv_list
+from switchyard.bench.output import check_writable
 
 NEEDS_INTERPRETER = (
     "no CUDA GPU: the NVFP4 benchmark runs on CPU only under Triton's interpreter "
@@ -39,8 +41,6 @@ def _epilog() -> str:
 
 def add_parser(which: argparse._SubParsersAction) -> None:
     """Add ``nvfp4`` under ``switchyard bench kernels``."""
-    from switchyard.bench.kernels.cli import _csv, add_common_options
-
     nvfp4 = which.add_parser(
         "nvfp4",
         help="W4A16 NVFP4 GEMM (ours) against torch.matmul on the dense weight",
@@ -50,21 +50,21 @@ def add_parser(which: argparse._SubParsersAction) -> None:
     grid = nvfp4.add_argument_group("grid")
     grid.add_argument(
         "--models",
-        type=_csv(str, tuple(MODELS)),
+        type=csv_list(str, tuple(MODELS)),
         default=("gemma4-31b",),
         metavar="NAME,...",
         help="comma-separated (default: gemma4-31b)",
     )
     grid.add_argument(
         "--layers",
-        type=_csv(str, LAYERS),
+        type=csv_list(str, LAYERS),
         default=LAYERS,
         metavar="NAME,...",
         help=f"comma-separated (default: {','.join(LAYERS)})",
     )
     grid.add_argument(
         "--m",
-        type=_csv(int),
+        type=csv_list(int),
         default=DEFAULT_MS,
         metavar="M,...",
         help=f"rows of x (tokens) (default: {','.join(map(str, DEFAULT_MS))})",
@@ -76,8 +76,6 @@ def add_parser(which: argparse._SubParsersAction) -> None:
 def _nvfp4(args: argparse.Namespace) -> int:
     import torch
 
-    from switchyard.bench.kernels.cli import _unwritable
-
     interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     if torch.cuda.is_available() and interpreted:
         print(INTERPRETED_ON_GPU, file=sys.stderr)
@@ -85,9 +83,11 @@ def _nvfp4(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available() and not interpreted:
         print(NEEDS_INTERPRETER, file=sys.stderr)
         return 2
-    problem = _unwritable(args.json) if args.json else None
-    if problem:
-        print(f"error: --json {args.json}: {problem}", file=sys.stderr)
+    try:
+        if args.json:
+            check_writable("--json", args.json, make_folder=True)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
     from switchyard.bench.kernels import report

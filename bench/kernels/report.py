@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from switchyard.bench import output
+
 SHAPE_COLUMNS = ("model", "mode", "batch", "kv_len")
 # Left-aligned columns of the tables; the others hold numbers and are right-aligned.
 TEXT_COLUMNS = frozenset({"model", "mode", "backend", "refcheck"})
@@ -95,11 +97,10 @@ def before_after_table(pairs: list[tuple[Record, Record]], before: str, after: s
 
 
 def write_json(path: str | Path, document: dict[str, Any], records: list[Record]) -> None:
-    """``document`` (run metadata) with the records under "records"."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    body = {**document, "records": [asdict(record) for record in records]}
-    target.write_text(json.dumps(body, indent=2) + "\n")
+    """``document`` (run metadata) with the records under "records", in a folder made if
+    missing (results are filed under ``bench/results/<gpu>/``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    output.write_json(path, {**document, "records": [asdict(record) for record in records]})
 
 
 def read_records(path: str | Path) -> list[Record]:

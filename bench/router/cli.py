@@ -11,6 +11,8 @@ import math
 import sys
 from collections.abc import Callable
 
+from switchyard.bench import output
+
 DESCRIPTION = """\
 Measure what the router adds to a request. The benchmark starts a local OpenAI-compatible
 upstream that answers at once and a router (`switchyard router serve`, one worker) in
@@ -210,7 +212,7 @@ def _add_replicas_parser(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_replicas(args: argparse.Namespace) -> int:
-    from switchyard.bench.router import loop, replicas, report
+    from switchyard.bench.router import loop, replicas
     from switchyard.bench.router.processes import StartError
     from switchyard.bench.serving.runner import TargetError
 
@@ -233,7 +235,7 @@ def _run_replicas(args: argparse.Namespace) -> int:
     )
     try:
         if args.json:
-            report.check_writable("--json", args.json)
+            output.check_writable("--json", args.json)
         settings.check()
         results = loop.run(
             replicas.measure(settings, log=lambda line: print(line, file=sys.stderr))
@@ -243,7 +245,7 @@ def _run_replicas(args: argparse.Namespace) -> int:
     print(replicas.markdown(results))
     if args.json:
         try:
-            report.write_json(args.json, replicas.to_json(results))
+            output.write_json(args.json, replicas.to_json(results))
         except OSError as error:
             raise SystemExit(f"error: --json: cannot write {args.json}: {error.strerror}") from None
     return 0
@@ -265,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         if args.json:
-            report.check_writable("--json", args.json)
+            output.check_writable("--json", args.json)
         results = loop.run(measure(settings, log=lambda line: print(line, file=sys.stderr)))
     except (ValueError, StartError, RequestFailed, ProxyMismatch) as error:
         raise SystemExit(f"error: {error}") from None
@@ -275,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         try:
-            report.write_json(args.json, report.to_json(results))
+            output.write_json(args.json, report.to_json(results))
         except OSError as error:
             raise SystemExit(f"error: --json: cannot write {args.json}: {error.strerror}") from None
     return 0

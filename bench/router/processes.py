@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,14 +22,10 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from switchyard.api.client import EngineClient, EngineNotReady
+from switchyard.common.engine_process import EngineProcess, EngineStartError, free_port
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-# An engine loads its model and, unless --enforce-eager, compiles (about a minute on CPU).
-ENGINE_START_TIMEOUT_S = 900.0
-# It drains in-flight requests on SIGTERM (--shutdown-grace) before it exits.
-ENGINE_STOP_TIMEOUT_S = 60.0
 PROVIDER = "bench"
 # The variable that carries the client key from the benchmark to the router.
 KEY_ENV = "SWITCHYARD_BENCH_ROUTER_KEY"
@@ -53,12 +47,6 @@ class Server:
 
 def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
@@ -121,7 +109,7 @@ async def configured_router(
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / f"{name}.log"
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "switchyard.cli.main", "--log-level", "WARNING"]
     command += ["router", "serve", "--config", str(config_path), "--port", str(port)]
     with log_path.open("wb") as log:
@@ -152,56 +140,17 @@ async def _wait_healthy(process: asyncio.subprocess.Process, url: str, log_path:
     raise StartError(f"the router did not answer {url} in {START_TIMEOUT_S:.0f} s")
 
 
-@dataclass(frozen=True)
-class EngineServer:
-    process: asyncio.subprocess.Process
-    target: str  # host:port, as EngineClient and the router config take it
-
-
 @contextlib.asynccontextmanager
-async def engine(workdir: Path, name: str, args: Sequence[str]) -> AsyncIterator[EngineServer]:
+async def engine(workdir: Path, name: str, args: Sequence[str]) -> AsyncIterator[EngineProcess]:
     """``switchyard engine serve ARGS`` on a free loopback port, once its health check says
     SERVING; its log is ``engine-<name>.log``."""
-    log_path = workdir / f"engine-{name}.log"
-    port = _free_port()
-    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
-    command += [*args, "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # A process group of its own, so that vLLM's engine-core and worker processes
-            # can be killed with it if it does not exit by itself: orphans hold GBs.
-            start_new_session=True,
-        )
-    server = EngineServer(process, f"127.0.0.1:{port}")
+    process = EngineProcess.start(name, args, log_path=workdir / f"engine-{name}.log")
     try:
-        await _wait_serving(server, name, log_path)
-        yield server
-    finally:
-        await _stop_engine(process)
-
-
-async def _wait_serving(server: EngineServer, name: str, log_path: Path) -> None:
-    async with EngineClient(server.target) as client:
         try:
-            await client.wait_ready(
-                ENGINE_START_TIMEOUT_S, alive=lambda: server.process.returncode is None
-            )
-        except EngineNotReady as error:
-            status = server.process.returncode
-            exited = f" (exited with status {status})" if status is not None else ""
-            raise StartError(f"engine {name}: {error}{exited}:\n{_log_tail(log_path)}") from None
-
-
-async def _stop_engine(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), ENGINE_STOP_TIMEOUT_S)
-    # Whatever of vLLM outlived the server (or a server that would not stop).
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
+            client = await process.wait_serving()
+        except EngineStartError as error:
+            raise StartError(f"engine {error}") from None
+        await client.close()
+        yield process
+    finally:
+        await asyncio.to_thread(process.stop)

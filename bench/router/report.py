@@ -3,12 +3,9 @@ targets, and a JSON document with everything measured."""
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from switchyard.bench.environment import package_versions
@@ -29,18 +26,6 @@ VERSIONED_PACKAGES = (
     "aiohttp",
     "pydantic",
 )
-
-
-def check_writable(flag: str, path: str | Path) -> None:
-    """Reject an output path that cannot be written, before the run spends minutes."""
-    target = Path(path)
-    parent = target.parent
-    if not parent.is_dir():
-        raise ValueError(f"{flag}: no directory {str(parent)!r}")
-    if target.is_dir():
-        raise ValueError(f"{flag}: {str(target)!r} is a directory")
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        raise ValueError(f"{flag}: {str(target)!r} is not writable")
 
 
 def throughput(results: Results, mode: str) -> dict[str, float]:
@@ -97,10 +82,6 @@ def _targets_met(results: Results) -> dict[str, bool]:
         "router_rps": throughput(results, "non-streaming")["router"] >= TARGET_ROUTER_RPS,
         "memory_flat": results.memory.flat,
     }
-
-
-def write_json(path: str | Path, document: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _triple(d: Distribution) -> str:

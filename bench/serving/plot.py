@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from switchyard.bench.output import check_writable
 from switchyard.bench.serving.metrics import tpot_s
-from switchyard.bench.serving.report import check_output_path
 from switchyard.bench.serving.runner import RunResult
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -26,7 +26,7 @@ def check_plot_path(path: str | Path) -> None:
     """Reject a path the plot could not be written to, before a run spends minutes."""
     if Path(path).suffix.lower() not in FORMATS:
         raise ValueError(f"--plot must end in one of {', '.join(FORMATS)}, got {str(path)!r}")
-    check_output_path("--plot", path)
+    check_writable("--plot", path)
 
 
 def _latencies_ms(result: RunResult) -> tuple[list[float], list[float]]:

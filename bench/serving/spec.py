@@ -35,20 +35,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from switchyard.api.client import EngineClient, EngineNotReady
+from switchyard.api.client import EngineClient
+from switchyard.common.engine_process import EngineProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # the switchyard package (the repository root)
 SOURCES = ("engine/requests.py", "engine/server.py", "engine/runtime.py", "router/errors.py")
@@ -289,51 +286,20 @@ async def measure(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def engine_process(args: argparse.Namespace, setting: str, log_path: Path):
-    """A ``switchyard engine serve`` for one setting, in its own process group."""
-    port = _free_port()
-    command = [sys.executable, "-m", "switchyard.cli.main", "engine", "serve"]
-    command += ["--model", args.model, "--port", str(port), "--speculative", setting]
-    command += ["--max-model-len", str(args.max_model_len), "--kv-cache-gib", "1"]
-    command += ["--enforce-eager", "--seed", "0"]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process, f"127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-async def _wait_serving(process: subprocess.Popen, target: str, log_path: Path) -> EngineClient:
-    try:
-        return await EngineClient.connect(
-            target, ready_timeout_s=START_TIMEOUT_S, alive=lambda: process.poll() is None
-        )
-    except EngineNotReady as error:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-        raise RuntimeError(f"engine did not start: {error} (log {log_path}):\n{tail}") from None
+def start_engine(args: argparse.Namespace, setting: str, log_path: Path) -> EngineProcess:
+    """A ``switchyard engine serve`` for one setting."""
+    engine_args = ["--model", args.model, "--speculative", setting]
+    engine_args += ["--max-model-len", str(args.max_model_len), "--kv-cache-gib", "1"]
+    engine_args += ["--enforce-eager", "--seed", "0"]
+    return EngineProcess.start(setting, engine_args, log_path=log_path)
 
 
 async def run_setting(args: argparse.Namespace, setting: str, log_dir: Path) -> list[RunFigures]:
     log_path = log_dir / f"engine-{setting.replace(':', '_').replace('/', '_')}.log"
     figures = []
-    with engine_process(args, setting, log_path) as (process, target):
-        client = await _wait_serving(process, target, log_path)
+    engine = start_engine(args, setting, log_path)
+    try:
+        client = await engine.wait_serving(START_TIMEOUT_S)
         try:
             # Warm-up: one request of each workload, uncounted, from prompts no cell sends.
             names = tuple(args.workloads)
@@ -347,6 +313,8 @@ async def run_setting(args: argparse.Namespace, setting: str, log_dir: Path) -> 
                     figures.append(cell)
         finally:
             await client.close()
+    finally:
+        engine.stop()
     return figures
 
 

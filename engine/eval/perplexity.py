@@ -52,10 +52,6 @@ class Window:
     token_ids: list[int]
     first_scored: int
 
-    @property
-    def num_scored(self) -> int:
-        return len(self.token_ids) - self.first_scored
-
 
 def make_windows(
     text_ids: Sequence[int],

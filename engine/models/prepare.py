@@ -230,16 +230,24 @@ def resolve_model_path(name_or_path: str) -> tuple[str, Path]:
     An embedded model name (or ``embedded``) is prepared on demand; anything else must
     be a Hugging Face checkpoint directory.
     """
+    check_model(name_or_path)
     name = resolve_name(name_or_path)
     if name in EMBEDDED_MODELS:
         return name, prepare(name)
-    path = Path(name_or_path).expanduser()
-    if (path / "config.json").is_file():
-        return path.resolve().name, path.resolve()
-    raise ModelNotFound(
-        f"model {name_or_path!r} is neither an embedded model ({', '.join(EMBEDDED_MODELS)}) "
-        "nor a directory with a Hugging Face config.json"
-    )
+    path = Path(name_or_path).expanduser().resolve()
+    return path.name, path
+
+
+def check_model(name_or_path: str) -> None:
+    """Refuse a model argument that names nothing servable, without preparing anything:
+    the early answer a command gives before it starts servers."""
+    if resolve_name(name_or_path) in EMBEDDED_MODELS:
+        return
+    if not (Path(name_or_path).expanduser() / "config.json").is_file():
+        raise ModelNotFound(
+            f"model {name_or_path!r} is neither an embedded model "
+            f"({', '.join(EMBEDDED_MODELS)}) nor a directory with a Hugging Face config.json"
+        )
 
 
 def embedded_status() -> list[ModelStatus]:

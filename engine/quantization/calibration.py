@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from switchyard.engine.quantization.checkpoint import QuantizeError, fused_group
-from switchyard.engine.quantization.recipes import Calibration, Recipe
+from switchyard.engine.quantization.recipes import Calibration
+from switchyard.engine.quantization.source import QuantizeError, fused_group
 from switchyard.kernels.quant.reference import global_scale_from_amax
 
 if TYPE_CHECKING:
@@ -180,19 +180,3 @@ def input_scales(stats: InputStatistics, modules: list[str]) -> dict[str, torch.
             raise QuantizeError(f"calibration saw input amax {largest.item()} at {module}")
         scales[module] = global_scale_from_amax(largest)
     return scales
-
-
-def calibrate(source: Path, recipe: Recipe, modules: list[str]) -> InputStatistics:
-    """Run ``recipe``'s calibration over the shipped text (Hessians only if its weight
-    rounding uses them; with ``weights.sequential``, GPTQ runs layer by layer here)."""
-    if recipe.calibration is None:
-        raise QuantizeError(f"recipe {recipe.name} has no calibration settings")
-    text = CALIBRATION_TEXT.read_text()
-    if recipe.weights.sequential:
-        # Imported here: sequential.py builds on this module.
-        from switchyard.engine.quantization.sequential import sequential_gptq
-
-        return sequential_gptq(source, modules, recipe.calibration, text, recipe.weights)
-    return input_statistics(
-        source, modules, recipe.calibration, text, hessians=recipe.weights.calibrated
-    )

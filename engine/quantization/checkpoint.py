@@ -27,37 +27,37 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from switchyard.engine.quantization.calibration import (
+    CALIBRATION_TEXT,
+    InputStatistics,
+    input_scales,
+    input_statistics,
+)
 from switchyard.engine.quantization.recipes import Activations, Recipe
 from switchyard.engine.quantization.rounding import WeightQuantizer, weight_quantizer
-from switchyard.kernels.quant.reference import BLOCK_SIZE, global_scale_from_amax
-
-if TYPE_CHECKING:
-    from switchyard.engine.quantization.calibration import InputStatistics
+from switchyard.engine.quantization.sequential import sequential_gptq
+from switchyard.engine.quantization.source import (
+    SAFETENSORS_INDEX,
+    QuantizeError,
+    fused_group,
+    global_scales,
+    linear_modules,
+    weight_files,
+)
+from switchyard.kernels.quant.reference import BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 
-# vLLM's packed_modules_mapping for the decoder families we quantize (Llama, Gemma 3 and
-# most others): a fused layer's name -> the checkpoint modules it is built from.
-FUSED_SHARDS: dict[str, tuple[str, ...]] = {
-    "qkv_proj": ("q_proj", "k_proj", "v_proj"),
-    "gate_up_proj": ("gate_proj", "up_proj"),
-}
 HF_QUANT_CONFIG = "hf_quant_config.json"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
 # Files of the source that describe the source itself and would be wrong in the output:
 # the weights and config are rewritten, and the prepared-model manifest lists checksums
 # of the bf16 files.
 NOT_COPIED = frozenset({"config.json", SAFETENSORS_INDEX, "switchyard-manifest.json"})
-
-
-class QuantizeError(ValueError):
-    """Input that cannot be quantized; the message names the problem."""
 
 
 @dataclass(frozen=True)
@@ -86,36 +86,6 @@ def check_output_dir(out: Path) -> None:
         raise QuantizeError(f"output path {out} exists and is not a directory")
 
 
-def weight_files(source: Path) -> list[str]:
-    """The checkpoint's safetensors files, in the order of its index (if sharded)."""
-    index = source / SAFETENSORS_INDEX
-    if index.is_file():
-        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    if (source / "model.safetensors").is_file():
-        return ["model.safetensors"]
-    raise QuantizeError(f"{source} has no model.safetensors or {SAFETENSORS_INDEX}")
-
-
-def linear_modules(source: Path) -> list[str]:
-    """Names of the model's ``nn.Linear`` layers, from its architecture on the meta device
-    (no weights read), so that "every linear layer" means exactly that."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(source)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
-
-
-def fused_group(module: str) -> tuple[str, ...] | None:
-    """The sibling modules vLLM fuses ``module`` with (itself included), or None."""
-    parent, _, leaf = module.rpartition(".")
-    for shards in FUSED_SHARDS.values():
-        if leaf in shards:
-            return tuple(f"{parent}.{shard}" for shard in shards)
-    return None
-
-
 def plan(recipe: Recipe, modules: Iterable[str], tensors: set[str]) -> list[str]:
     """The modules ``recipe`` quantizes, checked against what vLLM and the file allow."""
     modules = list(modules)
@@ -139,23 +109,6 @@ def plan(recipe: Recipe, modules: Iterable[str], tensors: set[str]) -> list[str]
                 "fuses them into one layer, whose shards must share one precision"
             )
     return selected
-
-
-def global_scales(source: Path, files: list[str], selected: list[str]) -> dict[str, torch.Tensor]:
-    """Each quantized module's global scale: its own amax / (6 * 448), or for fused
-    shards the largest of theirs."""
-    amax: dict[str, torch.Tensor] = {}
-    for file in files:
-        with safe_open(source / file, "pt") as handle:
-            names = set(handle.keys())
-            for module in selected:
-                if f"{module}.weight" in names:
-                    amax[module] = handle.get_tensor(f"{module}.weight").abs().amax().float()
-    scales = {}
-    for module in selected:
-        group = [m for m in fused_group(module) or (module,) if m in amax]
-        scales[module] = global_scale_from_amax(torch.stack([amax[m] for m in group]).amax())
-    return scales
 
 
 def exclude_list(linear: list[str], selected: list[str]) -> list[str]:
@@ -241,6 +194,19 @@ def _write_tensors(
     return weight_map, source_bytes, quantized_bytes
 
 
+def calibrate_recipe(source: Path, recipe: Recipe, modules: list[str]) -> InputStatistics:
+    """Run ``recipe``'s calibration over the shipped text (Hessians only if its weight
+    rounding uses them; with ``weights.sequential``, GPTQ runs layer by layer here)."""
+    if recipe.calibration is None:
+        raise QuantizeError(f"recipe {recipe.name} has no calibration settings")
+    text = CALIBRATION_TEXT.read_text()
+    if recipe.weights.sequential:
+        return sequential_gptq(source, modules, recipe.calibration, text, recipe.weights)
+    return input_statistics(
+        source, modules, recipe.calibration, text, hessians=recipe.weights.calibrated
+    )
+
+
 def quantize_checkpoint(
     source: Path,
     recipe: Recipe,
@@ -271,13 +237,11 @@ def quantize_checkpoint(
     excluded = exclude_list(linear, selected)
     scales = global_scales(source, files, selected)
 
-    stats = input_scales = None
+    stats = activation_scales = None
     if recipe.calibration is not None:
-        from switchyard.engine.quantization import calibration
-
-        stats = (calibrate or calibration.calibrate)(source, recipe, selected)
+        stats = (calibrate or calibrate_recipe)(source, recipe, selected)
         if recipe.activations is Activations.NVFP4:
-            input_scales = calibration.input_scales(stats, selected)
+            activation_scales = input_scales(stats, selected)
     quantize = weight_quantizer(recipe.weights, stats)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +249,7 @@ def quantize_checkpoint(
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would make the model private to its writer
         weight_map, source_bytes, quantized_bytes = _write_tensors(
-            source, staging, files, scales, quantize, input_scales
+            source, staging, files, scales, quantize, activation_scales
         )
         if len(files) > 1:
             index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}

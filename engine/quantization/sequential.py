@@ -29,14 +29,14 @@ from switchyard.engine.quantization.calibration import (
     load_model,
     recording,
 )
-from switchyard.engine.quantization.checkpoint import (
+from switchyard.engine.quantization.recipes import Calibration, Weights
+from switchyard.engine.quantization.rounding import WeightQuantizer, weight_quantizer
+from switchyard.engine.quantization.source import (
     QuantizeError,
     fused_group,
     global_scales,
     weight_files,
 )
-from switchyard.engine.quantization.recipes import Calibration, Weights
-from switchyard.engine.quantization.rounding import WeightQuantizer, weight_quantizer
 from switchyard.kernels.quant.reference import nvfp4_dequantize_reference
 
 log = logging.getLogger(__name__)

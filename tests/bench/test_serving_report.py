@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from switchyard.bench import environment
-from switchyard.bench.serving.report import json_safe, save_json
+from switchyard.bench.output import write_json
+from switchyard.bench.serving.report import json_safe
 
 
 def test_non_finite_numbers_become_valid_json(tmp_path: Path) -> None:
@@ -22,16 +23,8 @@ def test_non_finite_numbers_become_valid_json(tmp_path: Path) -> None:
         "nested": {"x": 2},
     }
     path = tmp_path / "result.json"
-    save_json(path, json_safe(document))
+    write_json(path, json_safe(document))
     assert json.loads(path.read_text())["rate"] == "inf"
-
-
-def test_saving_refuses_nan_rather_than_writing_invalid_json(tmp_path: Path) -> None:
-    path = tmp_path / "result.json"
-    path.write_text("{}\n")
-    with pytest.raises(ValueError, match="Out of range float"):
-        save_json(path, {"figure": math.nan})
-    assert path.read_text() == "{}\n"  # the earlier file is left whole
 
 
 def _fake_nvml(devices: list[tuple[str, int]]) -> SimpleNamespace:

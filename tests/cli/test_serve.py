@@ -16,18 +16,12 @@ import openai
 import psutil
 import pytest
 
+from switchyard.common.engine_process import free_port
+
 pytestmark = pytest.mark.timeout(900)
 
 READY_TIMEOUT_S = 600
 COMMAND = [sys.executable, "-m", "switchyard.cli.main", "serve"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for(log: Path, process: subprocess.Popen, pattern: str) -> re.Match:
@@ -53,7 +47,7 @@ def _kill_tree(process: subprocess.Popen) -> None:
 
 
 def test_serve_starts_engine_and_router_answers_and_stops_cleanly(tmp_path: Path) -> None:
-    port, engine_port = _free_port(), _free_port()
+    port, engine_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     # No client key in the environment: serve makes one for the run and shows it.
     unset = {"SWITCHYARD_API_KEYS", "TRITON_INTERPRET"}
@@ -114,6 +108,7 @@ def test_several_engines_each_get_their_own_cores(monkeypatch: pytest.MonkeyPatc
     """Started engines are recorded rather than run; the router is not started."""
     from switchyard.cli import main as cli_main
     from switchyard.cli import serve
+    from switchyard.common import engine_process
 
     started: list[list[str]] = []
 
@@ -132,10 +127,10 @@ def test_several_engines_each_get_their_own_cores(monkeypatch: pytest.MonkeyPatc
     async def no_router(args, engines) -> int:
         return 0
 
-    monkeypatch.setattr(serve.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(engine_process.subprocess, "Popen", Recorded)
     monkeypatch.setattr(serve, "_run", no_router)
     monkeypatch.setattr(serve.signal, "signal", lambda *_: None)
-    monkeypatch.setattr(serve.os, "killpg", lambda *_: None)
+    monkeypatch.setattr(engine_process.os, "killpg", lambda *_: None)
     monkeypatch.setattr(serve.os, "sched_getaffinity", lambda _: {0, 1, 2, 3, 4})
     args = cli_main.build_parser().parse_args(["serve", "--models", "a,b", "--engine-port", "1"])
     assert args.run(args) == 0

@@ -92,7 +92,7 @@ async def served(
         try:
             engine.process.wait(timeout=60)
         finally:
-            engine.kill_group()
+            engine.kill()
 
 
 async def test_greedy_answer_is_right(served: Served) -> None:

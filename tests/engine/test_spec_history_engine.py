@@ -37,7 +37,7 @@ def _stop(engine) -> None:
     try:
         engine.process.wait(timeout=60)
     finally:
-        engine.kill_group()
+        engine.kill()
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def speculative_processes(launch_engine) -> Iterator[dict]:
         try:
             engine.process.wait(timeout=60)
         finally:
-            engine.kill_group()
+            engine.kill()
 
 
 @pytest.fixture(scope="module")

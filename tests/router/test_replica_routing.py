@@ -91,7 +91,7 @@ async def test_replica_policies_and_failover(engine_processes, smollm, spawn_eng
             assert alpha != beta
 
             # A replica that dies is retried on the other one, before any byte is sent.
-            second.kill_group()
+            second.kill()
             responses = await send(url, [body(p, 9) for p in ("alpha", "beta")])
             assert [r.status_code for r in responses] == [200, 200]
             attempts = [r.json()["metadata"]["attempts"] for r in responses]

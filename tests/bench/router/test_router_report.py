@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -135,11 +134,3 @@ def test_json_document_has_every_figure() -> None:
         "router_rps": False,
         "memory_flat": True,
     }
-
-
-def test_check_writable_refuses_missing_directories_and_directories(tmp_path: Path) -> None:
-    report.check_writable("--json", tmp_path / "out.json")
-    with pytest.raises(ValueError, match="--json: no directory"):
-        report.check_writable("--json", tmp_path / "missing" / "out.json")
-    with pytest.raises(ValueError, match="is a directory"):
-        report.check_writable("--json", tmp_path)

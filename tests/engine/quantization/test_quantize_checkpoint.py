@@ -20,12 +20,11 @@ from switchyard.cli.main import main
 from switchyard.engine.quantization import calibration
 from switchyard.engine.quantization.checkpoint import (
     HF_QUANT_CONFIG,
-    QuantizeError,
     QuantizeReport,
-    linear_modules,
     quantize_checkpoint,
 )
 from switchyard.engine.quantization.recipes import Weights, load_recipe, recipe_names
+from switchyard.engine.quantization.source import QuantizeError, linear_modules
 from switchyard.kernels.quant.reference import nvfp4_dequantize_reference
 
 SMOLLM = "smollm2-135m-instruct"

@@ -13,10 +13,11 @@ from safetensors import safe_open
 
 from switchyard.engine.quantization import calibration
 from switchyard.engine.quantization.calibration import InputStatistics, recording
-from switchyard.engine.quantization.checkpoint import QuantizeError, quantize_checkpoint
+from switchyard.engine.quantization.checkpoint import quantize_checkpoint
 from switchyard.engine.quantization.recipes import Calibration, Recipe, load_recipe
 from switchyard.engine.quantization.rounding import weight_quantizer
 from switchyard.engine.quantization.sequential import decoder_layers
+from switchyard.engine.quantization.source import QuantizeError
 from switchyard.kernels.quant.reference import nvfp4_dequantize_reference
 
 SMOLLM = "smollm2-135m-instruct"
