@@ -5,8 +5,8 @@ worker on x86 and Arm) for the engine-core process, which busy-waits on the work
 shared-memory queue between reads. On a large machine that costs one core in many. On a
 small one it costs the model a large share of its compute: half of it on a 2-core machine,
 where the reserved core mostly ran that busy-wait (gemma-3-270m, shared-prefix load, on
-the 2-core VM: 75 output tok/s with the reservation, 124 without; README "Switchyard
-against vLLM's own server").
+the 2-core VM: 75 output tok/s with the reservation, 124 without; docs/benchmarks/serving.md
+"Switchyard against vLLM's own server").
 
 Without a reservation the engine core's wait still spins, but it yields the core on each
 turn (``sched_yield``) and the worker's threads, bound to every core, take it: measured on

@@ -4,9 +4,9 @@ One flag picks the method (``ngram``, ``suffix``, ``eagle3:PATH``, ``draft:PATH`
 ``mtp``, ``history`` or ``off``); everything else (how many tokens to propose, the
 n-gram window) comes from :data:`RECIPES`, one declarative table keyed by model family
 (the checkpoint's ``model_type``) and method, so tuning a family is a one-row change
-that the README documents. Every check runs before vLLM starts, so a bad choice stops
-the engine at once with a message naming what to fix, instead of failing inside vLLM's
-engine core (or, worse, in the middle of a request).
+that docs/features/speculative-decoding.md documents. Every check runs before vLLM
+starts, so a bad choice stops the engine at once with a message naming what to fix,
+instead of failing inside vLLM's engine core (or, worse, in the middle of a request).
 
 Importable without vLLM: the CLI parses the flag before vLLM loads.
 """

@@ -27,8 +27,9 @@ class MlpShape:
 # Sources. gemma4-31b: design/REFERENCE.md has no MLP sizes for Gemma 4 31B; these are the
 # sizes the issue's brief gives (hidden 5376, intermediate 21504; the same as Gemma 3
 # 27B's published config), not checked against a released Gemma 4 config. The embedded
-# models' sizes come from their converted configs (README); they are small enough for the
-# CPU interpreter, which is how the command is tested without a GPU.
+# models' sizes come from their converted configs (docs/features/embedded-models.md);
+# they are small enough for the CPU interpreter, which is how the command is tested
+# without a GPU.
 MODELS: dict[str, MlpShape] = {
     "gemma4-31b": MlpShape(hidden=5376, intermediate=21504),
     "gemma3-270m": MlpShape(hidden=640, intermediate=2048),

@@ -33,9 +33,9 @@ class AttentionShape:
         return self.head_dim**-0.5 if self.scale is None else self.scale
 
 
-# Sources: the embedded models' configs (README), design/REFERENCE.md's Gemma table, and
-# the published Llama 3 8B config. Gemma models alternate 5 sliding : 1 global layers; the
-# named layer kind is the one benchmarked.
+# Sources: the embedded models' configs (docs/features/embedded-models.md),
+# design/REFERENCE.md's Gemma table, and the published Llama 3 8B config. Gemma models
+# alternate 5 sliding : 1 global layers; the named layer kind is the one benchmarked.
 MODELS: dict[str, AttentionShape] = {
     "smollm2-135m": AttentionShape(num_q_heads=9, num_kv_heads=3, head_dim=64),
     # A sliding layer (5 of 6); query_pre_attn_scalar = 256.

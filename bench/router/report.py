@@ -1,5 +1,6 @@
-"""The router benchmark's results as a markdown table (for the README), verdicts on the
-targets, and a JSON document with everything measured."""
+"""The router benchmark's results as a markdown table (for
+docs/benchmarks/router-overhead.md), verdicts on the targets, and a JSON document with
+everything measured."""
 
 from __future__ import annotations
 

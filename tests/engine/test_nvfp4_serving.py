@@ -25,7 +25,7 @@ from switchyard.engine.quantization.recipes import Recipe, load_recipe
 pytestmark = pytest.mark.timeout(1200)
 
 # What is tested here is serving the recipes' checkpoints, not how well they are calibrated
-# (the README's quality table measures that): GPTQ over the first 2,048 tokens of the
+# (docs/features/nvfp4.md's quality table measures that): GPTQ over the first 2,048 tokens of the
 # calibration text instead of all ~31,000 writes the same format minutes sooner on 2 cores.
 CALIBRATION_TOKENS = 2048
 

@@ -30,7 +30,7 @@ from switchyard.engine.eval.weights import WeightBytes, checkpoint_weight_bytes
 from switchyard.engine.quantization.calibration import CALIBRATION_TEXT
 
 MODEL = "smollm2-135m-instruct"
-# The text the shipped recipes' settings were chosen on (README, "NVFP4 quantization").
+# The text the shipped recipes' settings were chosen on (docs/features/nvfp4.md).
 DEVELOPMENT_TEXT = resources.files("switchyard.engine.eval").joinpath("data/development.txt")
 SCORED_TOKENS = 128
 

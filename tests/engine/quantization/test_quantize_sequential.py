@@ -81,7 +81,7 @@ def test_sequential_gptq_fits_a_layer_to_what_the_quantized_layers_before_it_giv
     on two layers to be a test: the calibration error ratio sequential / one-pass was
     0.979 to 1.005 over calibration sizes of 256 to 2,048 tokens and four CPU kernel
     paths (AMX, AVX-512 with and without bf16, AVX2), i.e. within bf16 rounding noise;
-    the README's perplexity table measures it on whole models."""
+    the perplexity table in docs/features/nvfp4.md measures it on whole models."""
     sequential = checkpoints[True]
     tokenizer, model = calibration.load_model(source)
     with torch.no_grad():
