@@ -21,9 +21,9 @@ Measured (``bench spec`` on gemma-3-270m, docs/features/speculative-decoding.md)
 acceptance than n-gram on every workload and fewer rejected tokens, which is what pays at
 concurrency 8 on CPU. Replaying that model's answers offline with the history switched off
 gives the same acceptance length: the gain comes from the counts and the confidence stop
-over the request's own context. That model's chat answers loop on their own text, and under the tuned
-``prior`` history alone drafts only what ten earlier requests agreed on. Offline with
-SmolLM, whose answers are real prose, history adds a little (acceptance length 2.58
+over the request's own context. That model's chat answers loop on their own text, and
+under the tuned ``prior`` history alone drafts only what ten earlier requests agreed on.
+Offline with SmolLM, whose answers are real prose, history adds a little (acceptance length 2.58
 without it 2.51, n-gram 2.18, on persona chat).
 
 :class:`NgramCounts`, :class:`History` and :class:`HistoryDrafter` are plain Python over
