@@ -5,10 +5,10 @@
 ``GET /admin/v1/providers``. It takes its own keys (``admin.keys_env``, default
 ``SWITCHYARD_ADMIN_KEYS``), never a client key, and is off without one.
 
-Every change is validated as a whole config would be (conditions compile, weights sum to
-100, models exist) and then swapped in with one assignment: a request in flight keeps
-the routing table it started with, and an invalid change is refused with the reason
-while the old routers keep serving.
+Every change goes through the config store (``config_store``), which validates it as a
+whole config and swaps it in: a request in flight keeps the routing table it started
+with, and an invalid change is refused with the reason while the old routers keep
+serving.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from switchyard.router.auth import KeyChecker
-from switchyard.router.config import ConfigError, parse_config
+from switchyard.router.config import ConfigError
+from switchyard.router.config_store import ConfigStore
 from switchyard.router.errors import APIError, invalid_request
-
-if TYPE_CHECKING:
-    from switchyard.router.app import Router
+from switchyard.router.registry import Registry
+from switchyard.router.routing.health import HealthBoard
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,16 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 class Admin:
-    def __init__(self, router: Router, keys: KeyChecker | None) -> None:
-        self._router = router
+    def __init__(
+        self,
+        store: ConfigStore,
+        health: HealthBoard,
+        registry: Registry,
+        keys: KeyChecker | None,
+    ) -> None:
+        self._store = store
+        self._health = health
+        self._registry = registry
         self._keys = keys
 
     def _check(self, request: Request) -> None:
@@ -64,18 +72,16 @@ class Admin:
     def _routers_data(self) -> dict[str, Any]:
         return {
             name: router.model_dump(mode="json", exclude_none=True)
-            for name, router in self._router.routing.routers.items()
+            for name, router in self._store.routing.routers.items()
         }
 
     def _swap(self, routers: dict[str, Any]) -> None:
-        """Validate the config with these routers and put them in force; raises a 400
-        naming the problem, leaving the routers in force untouched."""
-        data = {**self._router.config_data, "routers": routers}
+        """Put these routers in force; raises a 400 naming the problem, leaving the
+        routers in force untouched."""
         try:
-            config = parse_config(data)
+            self._store.replace_routers(routers)
         except ConfigError as error:
             raise invalid_request(str(error)) from None
-        self._router.apply(config, data)
 
     async def _json(self, request: Request) -> dict[str, Any]:
         try:
@@ -99,11 +105,10 @@ class Admin:
         if path == "/routers" and method == "GET":
             return JSONResponse({"routers": self._routers_data()})
         if path == "/providers" and method == "GET":
-            router = self._router
             return JSONResponse(
                 {
-                    "targets": router.target_health.report(router.registry.health_targets()),
-                    "replicas": router.registry.replica_report(),
+                    "targets": self._health.report(self._registry.health_targets()),
+                    "replicas": self._registry.replica_report(),
                 }
             )
         if path == "/reload" and method == "POST":
@@ -136,12 +141,12 @@ class Admin:
 
     def _reload(self) -> Response:
         try:
-            self._router.reload()
+            self._store.reload()
         except ConfigError as error:
             raise invalid_request(
                 f"reload refused, the routers in force are kept: {error}"
             ) from None
-        return JSONResponse({"routers": sorted(self._router.routing.routers)})
+        return JSONResponse({"routers": sorted(self._store.routing.routers)})
 
     def routes(self) -> list[Route]:
         return [
@@ -156,11 +161,3 @@ class Admin:
 
 def _no_router(name: str) -> APIError:
     return APIError(404, f"the router {name!r} does not exist", code="router_not_found")
-
-
-def reload_from(router: Router) -> None:
-    """Re-read the config file (SIGHUP); a bad file is logged and changes nothing."""
-    try:
-        router.reload()
-    except ConfigError as error:
-        log.error("reload refused, the routers in force are kept: %s", error)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,9 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from switchyard.common.validation import describe
-from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol
+from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol, ResolvedProvider
 from switchyard.router.replicas import ReplicaPolicy
-from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig
+from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig, VariantConfig
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
@@ -96,22 +95,6 @@ class HealthConfig(_Strict):
     cooldown_s: float = Field(default=30.0, gt=0)
 
 
-@dataclass(frozen=True)
-class ResolvedProvider:
-    """A provider with the catalog's defaults filled in and its key read."""
-
-    name: str
-    protocol: Protocol
-    base_url: str
-    api_key: str | None
-    models: tuple[str, ...]
-    timeout_s: float | None
-    # USD per million tokens (prompt + completion) by model, where configured.
-    prices: dict[str, float] = field(default_factory=dict)
-    # Whether the host serves one choice per request only (see KnownProvider).
-    single_choice: bool = False
-
-
 class Price(_Strict):
     """USD per million tokens."""
 
@@ -166,6 +149,7 @@ class ProviderConfig(_Strict):
                 )
         return ResolvedProvider(
             name=name,
+            # known is None only off the catalog, where RouterConfig requires both fields.
             protocol=self.protocol or known.protocol,  # type: ignore[union-attr]
             base_url=self.base_url or known.base_url,  # type: ignore[union-attr]
             api_key=api_key,
@@ -238,7 +222,9 @@ class RouterConfig(_Strict):
         return [provider.resolve(name, environ) for name, provider in self.providers.items()]
 
 
-def _check_models(where: str, variants: list, offered: set[str], bare: set[str]) -> None:
+def _check_models(
+    where: str, variants: Sequence[VariantConfig], offered: set[str], bare: set[str]
+) -> None:
     """A variant's models must be served: first-party (checked against the engines once
     they answer), a configured provider's, or a model name some provider offers."""
     for v_index, variant in enumerate(variants):

@@ -10,6 +10,7 @@ vLLM's own metric names (``vllm:prefix_cache_hits_total``, ...), so dashboards a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ class Observation:
         """Label the request's series with the model and provider that served it."""
         self.model, self.provider = model, provider
 
-    def record_usage(self, usage: dict | None) -> None:
+    def record_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
@@ -232,7 +233,7 @@ def speculative_exposition(engine_loads: dict[tuple[str, str], engine_pb2.Loads]
         labels = f'model_name="{_label(model)}",engine="{_label(engine)}"'
         for position, accepted in enumerate(loads.spec_accepted_tokens_per_position):
             lines.append(f'{name}{{{labels},position="{position}"}} {accepted}')
-    ratios = (
+    ratios: tuple[tuple[str, str, Callable[[engine_pb2.Loads], float]], ...] = (
         (
             "switchyard_engine_spec_acceptance_rate",
             "Speculative tokens accepted / proposed, since the engine started",

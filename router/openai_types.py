@@ -20,7 +20,7 @@ for first-party models; ``logprobs`` and ``logit_bias`` for Anthropic and Google
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -272,7 +272,7 @@ class CompletionRequest(_Common):
 
     @field_validator("prompt")
     @classmethod
-    def _not_empty(cls, prompt: str | list) -> str | list:
+    def _not_empty(cls, prompt: str | list[Any]) -> str | list[Any]:
         prompts = [prompt] if isinstance(prompt, str) or _is_token_ids(prompt) else prompt
         if not prompts or not all(prompts):
             raise ValueError("the prompt must not be empty")
@@ -281,7 +281,10 @@ class CompletionRequest(_Common):
     def prompts(self) -> list[str | list[int]]:
         """Each prompt of the request: a text or a list of token ids."""
         prompt = self.prompt
-        return [prompt] if isinstance(prompt, str) or _is_token_ids(prompt) else list(prompt)
+        if isinstance(prompt, str) or _is_token_ids(prompt):
+            return [prompt]
+        # A batch, of texts or of token id lists: _is_token_ids told it from one prompt.
+        return list(cast("list[str] | list[TokenIds]", prompt))
 
     def prompt_text(self) -> str:
         """The prompts as one text, for matching prompt prefixes across requests and for
@@ -292,7 +295,12 @@ class CompletionRequest(_Common):
         return self.max_tokens
 
 
-def _is_token_ids(prompt: object) -> bool:
+def _is_token_ids(prompt: object) -> TypeGuard[TokenIds]:
     """``[1, 2, 3]`` (one prompt of token ids), as opposed to a batch of prompts; ``[]``
     counts as a batch (of none)."""
     return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], int)
+
+
+# Either endpoint's request, as the code that serves both sees it.
+OpenAIRequest = ChatCompletionRequest | CompletionRequest
+Endpoint = Literal["chat", "completions"]

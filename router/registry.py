@@ -6,31 +6,34 @@ are retried in the background: the router starts regardless and ``/ready`` says 
 engine it is waiting for. A third-party model is ``<provider>/<model>`` as configured;
 the provider's own model name may itself contain slashes (``together/meta-llama/...``).
 Several engines serving the same model are replicas of it; which one a request goes to
-is the replica policy's choice (see ``replicas``).
+is the replica policy's choice (see ``replicas``). The registry also holds the one
+client every provider is reached through, and opens and closes it with the engines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from switchyard.api.client import EngineClient
 from switchyard.api.v1 import engine_pb2
-from switchyard.router.config import ResolvedProvider, RouterConfig
+from switchyard.router.backend import ServedModel
+from switchyard.router.config import RouterConfig
 from switchyard.router.providers.anthropic import Anthropic
-from switchyard.router.providers.catalog import Protocol
+from switchyard.router.providers.catalog import Protocol, ResolvedProvider
+from switchyard.router.providers.engine import MODEL_PREFIX, Engine
+from switchyard.router.providers.first_party_model import FirstPartyModel
 from switchyard.router.providers.google import Google
 from switchyard.router.providers.openai_compatible import OpenAICompatible
-from switchyard.router.providers.upstream import Adapter, ProviderModel
+from switchyard.router.providers.upstream import Adapter, ProviderModel, UpstreamClient
 from switchyard.router.replicas import ReplicaSet
 from switchyard.router.routing.preferences import Offer
 
 log = logging.getLogger(__name__)
 
-MODEL_PREFIX = "switchyard/"
 RESOLVE_TIMEOUT_S = 2.0
 RESOLVE_RETRY_S = 1.0
 ADAPTERS: dict[Protocol, Adapter] = {
@@ -38,37 +41,6 @@ ADAPTERS: dict[Protocol, Adapter] = {
     "anthropic": Anthropic(),
     "google": Google(),
 }
-
-
-@dataclass
-class Engine:
-    label: str
-    client: EngineClient
-    info: engine_pb2.ModelInfo | None = None
-
-    owned_by = "switchyard"
-
-    @property
-    def model_id(self) -> str | None:
-        return MODEL_PREFIX + self.info.served_model_name if self.info else None
-
-    @property
-    def health_key(self) -> str:
-        return f"engine/{self.label}"
-
-
-@dataclass
-class FirstPartyModel:
-    """A model the engines serve, with its replicas."""
-
-    name: str
-    replicas: ReplicaSet[Engine]
-
-    owned_by = "switchyard"
-
-    @property
-    def model_id(self) -> str:
-        return MODEL_PREFIX + self.name
 
 
 def _label(engine: Engine) -> str:
@@ -80,15 +52,19 @@ class Registry:
         self._config = config
         self.engines: list[Engine] = []
         self._by_model: dict[str, FirstPartyModel] = {}
+        # One client, one keep-alive pool per origin, for every provider.
+        self.upstream = UpstreamClient()
         self.provider_models = {
-            f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model)
+            f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model, self.upstream)
             for p in providers
             for model in p.models
         }
 
     def open(self) -> None:
-        """Connect to the engines; call on the event loop that will serve requests, since
-        a gRPC channel belongs to the loop it was created on."""
+        """Connect to the engines and open the provider client; call on the event loop
+        that will serve requests, since a gRPC channel belongs to the loop it was created
+        on."""
+        self.upstream.open()
         self.engines = [
             Engine(e.label, EngineClient(e.target, timeout_s=self._config.request_timeout_s))
             for e in self._config.engines
@@ -119,14 +95,14 @@ class Registry:
             if pending:
                 await asyncio.sleep(RESOLVE_RETRY_S)
 
-    def find(self, model: str) -> FirstPartyModel | ProviderModel | None:
+    def find(self, model: str) -> ServedModel | None:
         """The first-party model for ``switchyard/<name>`` or the bare served name, or
         the provider model for ``<provider>/<model>``."""
         return self.provider_models.get(model) or self._by_model.get(
             model.removeprefix(MODEL_PREFIX)
         )
 
-    def models(self) -> list[FirstPartyModel | ProviderModel]:
+    def models(self) -> list[ServedModel]:
         return [*self._by_model.values(), *self.provider_models.values()]
 
     def offers(self) -> list[Offer]:
@@ -148,7 +124,7 @@ class Registry:
         ]
         return first_party + third_party
 
-    def replica_report(self) -> dict[str, list[dict]]:
+    def replica_report(self) -> dict[str, list[dict[str, Any]]]:
         """Each first-party model's replicas: in-flight requests and prefix index size."""
         return {m.model_id: m.replicas.snapshot() for m in self._by_model.values()}
 
@@ -172,16 +148,17 @@ class Registry:
     async def loads(self) -> dict[tuple[str, str], engine_pb2.Loads]:
         """Each reachable engine's loads by (served model, engine label); engines that
         fail are left out."""
-        engines = [e for e in self.engines if e.info is not None]
+        resolved = [(e, e.info) for e in self.engines if e.info is not None]
         answers = await asyncio.gather(
-            *(e.client.loads(timeout_s=RESOLVE_TIMEOUT_S) for e in engines),
+            *(e.client.loads(timeout_s=RESOLVE_TIMEOUT_S) for e, _ in resolved),
             return_exceptions=True,
         )
         return {
-            (e.info.served_model_name, e.label): answer
-            for e, answer in zip(engines, answers, strict=True)
+            (info.served_model_name, e.label): answer
+            for (e, info), answer in zip(resolved, answers, strict=True)
             if isinstance(answer, engine_pb2.Loads)
         }
 
     async def close(self) -> None:
         await asyncio.gather(*(engine.client.close() for engine in self.engines))
+        await self.upstream.close()

@@ -20,7 +20,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 R = TypeVar("R")
 
@@ -231,7 +231,7 @@ class ReplicaSet(Generic[R]):
     def in_flight(self, replica: R) -> int:
         return self._by_id[id(replica)].in_flight
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self) -> list[dict[str, Any]]:
         return [
             {
                 "label": state.label,

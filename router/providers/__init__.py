@@ -1,1 +1,2 @@
-"""Where requests are served: the first-party engine, and later hosted providers."""
+"""Where requests are served: the first-party engines and the hosted providers, each
+behind the one backend interface (``switchyard.router.backend``)."""

@@ -23,7 +23,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchyard.router.errors import APIError, server_error
-from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
+from switchyard.router.openai_types import (
+    ChatCompletionRequest,
+    Endpoint,
+    ImagePart,
+    Message,
+    OpenAIRequest,
+    TextPart,
+)
 from switchyard.router.providers.chat_translation import (
     ChatReply,
     ChunkWriter,
@@ -36,9 +43,7 @@ from switchyard.router.providers.chat_translation import (
 )
 from switchyard.router.providers.upstream import (
     Adapter,
-    Endpoint,
     Json,
-    OpenAIRequest,
     SSEEvent,
     StreamTranslator,
 )
@@ -46,7 +51,8 @@ from switchyard.router.providers.upstream import (
 API_VERSION = "2023-06-01"
 # What Anthropic requires and OpenAI leaves optional; documented in the README.
 DEFAULT_MAX_TOKENS = 4096
-FINISH_REASONS = {
+# Keyed by whatever the provider sent: a missing or unknown reason is looked up too.
+FINISH_REASONS: dict[object, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -58,7 +64,11 @@ FINISH_REASONS = {
 # Refused besides chat_translation.UNCARRIED: Messages has no structured-output form.
 REFUSED = ("response_format",)
 # Anthropic's error types whose status says it all; the rest keep the HTTP status.
-STREAM_ERROR_STATUS = {"overloaded_error": 503, "rate_limit_error": 429, "api_error": 502}
+STREAM_ERROR_STATUS: dict[object, int] = {
+    "overloaded_error": 503,
+    "rate_limit_error": 429,
+    "api_error": 502,
+}
 
 
 def _content_blocks(message: Message) -> list[Json]:

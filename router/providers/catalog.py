@@ -1,14 +1,16 @@
-"""The hosted providers the router knows by name, and the wire protocol each speaks.
+"""The hosted providers the router knows by name, the wire protocol each speaks, and a
+configured provider as the provider clients use it.
 
 A provider named here needs only its models and, when its key lives elsewhere, the key's
 environment variable; any other name is an OpenAI-compatible (or Anthropic- or
 Gemini-compatible) server of the operator's, configured with ``protocol`` and
-``base_url``.
+``base_url``. :class:`ResolvedProvider` lives here rather than beside the config that
+builds it, so the provider clients need nothing from the config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Protocol = Literal["openai", "anthropic", "google"]
@@ -46,3 +48,19 @@ KNOWN_PROVIDERS: dict[str, KnownProvider] = {
         "google", "https://generativelanguage.googleapis.com/v1beta", "GEMINI_API_KEY"
     ),
 }
+
+
+@dataclass(frozen=True)
+class ResolvedProvider:
+    """A provider with the catalog's defaults filled in and its key read."""
+
+    name: str
+    protocol: Protocol
+    base_url: str
+    api_key: str | None
+    models: tuple[str, ...]
+    timeout_s: float | None
+    # USD per million tokens (prompt + completion) by model, where configured.
+    prices: dict[str, float] = field(default_factory=dict)
+    # Whether the host serves one choice per request only (see KnownProvider).
+    single_choice: bool = False

@@ -25,7 +25,7 @@ from switchyard.router.openai_types import (
     ChatCompletionRequest,
     CompletionRequest,
 )
-from switchyard.router.registry import Engine
+from switchyard.router.providers.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchyard.router.errors import APIError, invalid_request
-from switchyard.router.openai_types import ChatCompletionRequest, ImagePart, Message, TextPart
+from switchyard.router.openai_types import (
+    ChatCompletionRequest,
+    Endpoint,
+    ImagePart,
+    Message,
+    OpenAIRequest,
+    TextPart,
+)
 from switchyard.router.providers.chat_translation import (
     ChatReply,
     ChunkWriter,
@@ -43,9 +50,7 @@ from switchyard.router.providers.chat_translation import (
 )
 from switchyard.router.providers.upstream import (
     Adapter,
-    Endpoint,
     Json,
-    OpenAIRequest,
     SSEEvent,
     StreamTranslator,
 )
@@ -163,8 +168,8 @@ def _usage(metadata: Json) -> Json:
 
 
 def _candidate(data: Json) -> Json:
-    candidates = data.get("candidates") or [{}]
-    return candidates[0]
+    candidate: Json = (data.get("candidates") or [{}])[0]
+    return candidate
 
 
 def _reply_parts(candidate: Json) -> tuple[str, list[Json]]:

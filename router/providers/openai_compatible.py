@@ -14,11 +14,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchyard.router.errors import APIError
+from switchyard.router.openai_types import Endpoint, OpenAIRequest
 from switchyard.router.providers.upstream import (
     Adapter,
-    Endpoint,
     Json,
-    OpenAIRequest,
     SSEEvent,
     StreamTranslator,
 )
@@ -29,7 +28,9 @@ DONE = "[DONE]"
 
 def error_from_event(data: Json) -> APIError:
     """An ``error`` object sent after a stream began (OpenAI and OpenRouter do this)."""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    error = data.get("error")
+    if not isinstance(error, dict):
+        error = {}
     message = str(error.get("message") or "the provider failed mid-stream")
     return APIError(
         502, message, type=str(error.get("type") or "server_error"), code="upstream_error"
@@ -88,6 +89,7 @@ class OpenAICompatible(Adapter):
         if isinstance(error, str):
             return error
         for key in ("message", "detail"):
-            if isinstance(data.get(key), str):
-                return data[key]
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
         return None

@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any
 
 from switchyard.router import wire_json
-from switchyard.router.config import ResolvedProvider
+from switchyard.router.backend import Backend
 from switchyard.router.errors import APIError, invalid_request, server_error, unsupported
-from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.openai_types import Endpoint, OpenAIRequest
+from switchyard.router.providers.catalog import ResolvedProvider
 from switchyard.router.providers.http_client import HTTPClient, Response, TransportError
 
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
-Endpoint = Literal["chat", "completions"]
-OpenAIRequest = ChatCompletionRequest | CompletionRequest
 # Longest error body read from a provider: enough for any real message, bounded.
 MAX_ERROR_BODY_BYTES = 64 << 10
 # Longest SSE line accepted from a provider (a Gemini event is one whole response).
@@ -116,14 +116,76 @@ class ProviderModel:
     provider: ResolvedProvider
     adapter: Adapter
     model: str
+    # The router's one client of every provider.
+    client: UpstreamClient
 
-    @property
+    @cached_property
     def model_id(self) -> str:
+        # Cached: every attempt at the model reads it.
         return f"{self.provider.name}/{self.model}"
 
     @property
     def owned_by(self) -> str:
         return self.provider.name
+
+    def sole_backend(
+        self, raw: Json, body: OpenAIRequest, endpoint: Endpoint, request_id: str
+    ) -> Backend:
+        return ProviderBackend(self, raw, body, endpoint, request_id)
+
+    def backends(
+        self,
+        raw: Json,
+        body: OpenAIRequest,
+        endpoint: Endpoint,
+        request_id: str,
+        available: Callable[[str], bool],
+    ) -> list[Backend]:
+        # One host, one backend: a cooling provider is put last by the fallback run.
+        return [ProviderBackend(self, raw, body, endpoint, request_id)]
+
+
+class ProviderBackend:
+    """One request to one third-party model; the raw body goes to the provider as it
+    came, so fields the router does not know still reach an OpenAI-compatible host."""
+
+    __slots__ = ("_body", "_endpoint", "_raw", "_request_id", "_target")
+
+    def __init__(
+        self,
+        target: ProviderModel,
+        raw: Json,
+        body: OpenAIRequest,
+        endpoint: Endpoint,
+        request_id: str,
+    ) -> None:
+        self._target = target
+        self._raw = raw
+        self._body = body
+        self._endpoint = endpoint
+        self._request_id = request_id
+
+    @property
+    def model(self) -> str:
+        return self._target.model_id
+
+    @property
+    def provider(self) -> str:
+        return self._target.provider.name
+
+    @property
+    def health_key(self) -> str:
+        return self._target.provider.name
+
+    def complete(self) -> Coroutine[Any, Any, Json]:
+        target = self._target
+        return target.client.complete(
+            target, self._raw, self._body, self._endpoint, self._request_id
+        )
+
+    def stream(self) -> AsyncGenerator[list[Json]]:
+        target = self._target
+        return target.client.stream(target, self._raw, self._body, self._endpoint, self._request_id)
 
 
 def _status_error(status: int, message: str, provider: str, retry_after: str | None) -> APIError:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from switchyard.router.backend import Backend
 from switchyard.router.errors import APIError, server_error
 from switchyard.router.routing.health import HealthBoard
 from switchyard.router.routing.live_stats import LiveStats
 
 Json = dict[str, Any]
-T = TypeVar("T")
 
 
 def has_content(chunk: Json) -> bool:
@@ -39,17 +39,6 @@ def has_content(chunk: Json) -> bool:
 def retryable(error: APIError) -> bool:
     """Failures and limits of the target, which another target may not have."""
     return error.status == 429 or error.status >= 500 or error.unsupported
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One way to serve the request: a model at one provider or engine replica."""
-
-    model: str  # the id clients use: openai/gpt-5.5, switchyard/gemma-3-270m
-    provider: str
-    health_key: str  # what is cooled down: the provider, or one engine replica
-    complete: Callable[[], Awaitable[Json]]
-    stream: Callable[[], AsyncGenerator[list[Json]]]
 
 
 @dataclass
@@ -71,7 +60,7 @@ class Limits:
 
 @dataclass
 class FallbackRun:
-    candidates: list[Candidate]
+    candidates: list[Backend]
     limits: Limits
     health: HealthBoard
     stats: LiveStats
@@ -83,12 +72,12 @@ class FallbackRun:
     def metadata(self) -> Json:
         return {**self.labels, "attempts": [asdict(a) for a in self.attempts]}
 
-    def _ordered(self) -> list[Candidate]:
+    def _ordered(self) -> list[Backend]:
         # Cooling-down targets go last rather than away: tried only when all else failed.
         healthy = [c for c in self.candidates if self.health.available(c.health_key)]
         return healthy + [c for c in self.candidates if c not in healthy]
 
-    def _record(self, candidate: Candidate, started: float, status: int, error: str | None):
+    def _record(self, candidate: Backend, started: float, status: int, error: str | None) -> None:
         attempt = Attempt(
             candidate.provider,
             candidate.model,
@@ -202,7 +191,7 @@ class FallbackRun:
 
     async def _committed(
         self,
-        candidate: Candidate,
+        candidate: Backend,
         started: float,
         ttft: float,
         batches: AsyncGenerator[list[Json]],

@@ -155,6 +155,3 @@ class NamedRouterConfig(_Strict):
             if name in names[:index]:
                 raise ValueError(f"duplicate route name {name!r}")
         return self
-
-    def all_routes(self) -> list[_RouteBody]:
-        return [*self.routes, *([self.default_route] if self.default_route else [])]

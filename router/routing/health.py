@@ -63,7 +63,7 @@ class HealthBoard:
     def report(self, targets: list[str]) -> list[dict[str, object]]:
         """Each target's state, for the admin API and the metrics."""
         now = self._clock()
-        rows = []
+        rows: list[dict[str, object]] = []
         for target in targets:
             state = self._targets.get(target, TargetHealth())
             cooling = state.cooling_until > now

@@ -11,7 +11,7 @@ what the router has measured. Hosts with no figure go after those with one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from switchyard.router.errors import APIError, invalid_request
@@ -33,7 +33,7 @@ class Offer:
     price: float | None
 
 
-def _sort_key(sort: Sort, stats: LiveStats):
+def _sort_key(sort: Sort, stats: LiveStats) -> Callable[[Offer], tuple[bool, float]]:
     def key(offer: Offer) -> tuple[bool, float]:
         if sort == "price":
             value = offer.price

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchyard.router.errors import APIError, invalid_request
-from switchyard.router.openai_types import ChatCompletionRequest, CompletionRequest
+from switchyard.router.openai_types import ChatCompletionRequest, OpenAIRequest
 from switchyard.router.routing import sticky
 from switchyard.router.routing.config import PLACEHOLDER, NamedRouterConfig, VariantConfig
 
 ROUTER_PREFIX = "router/"
-OpenAIRequest = ChatCompletionRequest | CompletionRequest
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,9 @@ class RoutingTable:
         return Decision(name, route.label, route.variants[index], router.deadline_ms)
 
 
-def apply_variant(raw: dict[str, Any], variant: VariantConfig, request: OpenAIRequest) -> dict:
+def apply_variant(
+    raw: dict[str, Any], variant: VariantConfig, request: OpenAIRequest
+) -> dict[str, Any]:
     """The request body the variant's models get: its generation overrides set, its
     system prompt (if any) put first; the client's body is not modified."""
     body = {**raw, **variant.overrides.fields()}

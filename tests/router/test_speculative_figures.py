@@ -7,8 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.api.v1 import engine_pb2
 from switchyard.router.metrics import engine_exposition
+from switchyard.router.providers.engine import Engine
 from switchyard.router.providers.first_party import speculates, usage
-from switchyard.router.registry import Engine
 
 
 def _complete() -> engine_pb2.Complete:

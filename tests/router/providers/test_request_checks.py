@@ -12,7 +12,7 @@ import pytest
 from fake_upstream import FakeUpstream, Reply
 from provider_payloads import openai_completion
 
-from switchyard.router.app import MAX_JSON_DEPTH
+from switchyard.router.body import MAX_JSON_DEPTH
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
