@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from switchyard.common.validation import describe
 from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol, ResolvedProvider
+from switchyard.router.providers.engine import MODEL_PREFIX
 from switchyard.router.replicas import ReplicaPolicy
 from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig, VariantConfig
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
 DEFAULT_ADMIN_KEYS_ENV = "SWITCHYARD_ADMIN_KEYS"
-FIRST_PARTY_PREFIX = "switchyard/"
 # Provider names prefix model ids (``openai/gpt-5.5``): lower-case, no slash.
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Prefixes with a meaning of their own in a request's ``model``.
@@ -229,7 +229,7 @@ def _check_models(
     they answer), a configured provider's, or a model name some provider offers."""
     for v_index, variant in enumerate(variants):
         for m_index, model in enumerate(variant.chain):
-            if model.startswith(FIRST_PARTY_PREFIX) or model in offered or model in bare:
+            if model.startswith(MODEL_PREFIX) or model in offered or model in bare:
                 continue
             field_name = "model" if m_index == 0 else f"fallbacks[{m_index - 1}]"
             raise ValueError(

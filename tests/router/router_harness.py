@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from switchyard.common.engine_process import free_port
 from switchyard.router.app import create_app
 from switchyard.router.config import RouterConfig
 
 KEYS = ("test-key-one", "test-key-two")
 MAX_BODY_BYTES = 64 << 10
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
