@@ -57,18 +57,19 @@ test-slow: prepare
 	@$(call run_pytest,-m slow $(PYTEST_ARGS))
 
 # Style, the import contracts between the parts (pyproject.toml [tool.importlinter]), and
-# types (pyproject.toml [tool.mypy]). import-linter reads a package from its folders, and
-# the editable install's `switchyard` has none (a finder maps it), so the contracts are
-# checked on a plain copy of the package built into build/lint (a second or two).
+# types (pyproject.toml [tool.mypy]). import-linter and mypy read a package from its
+# folders, and the editable install's `switchyard` has none (a finder maps it), so both
+# check a plain copy of the package built into build/lint (a second or two; all of build/
+# is cleared first, since setuptools would copy stale files from an older build/lib).
 LINT_ROOT := build/lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	rm -rf $(LINT_ROOT)
+	rm -rf build
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
 	  --target $(LINT_ROOT) .
 	PYTHONPATH=$(LINT_ROOT) $(BIN)/lint-imports
-	$(BIN)/mypy
+	MYPYPATH=$(LINT_ROOT) $(BIN)/mypy
 
 # Every sh/bash/console block in README.md and docs/ is run or names the test that covers
 # it (tools/docs_check.py says how to mark one).

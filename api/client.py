@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +27,38 @@ SAMPLING_FIELDS = frozenset(engine_pb2.SamplingParams.DESCRIPTOR.fields_by_name)
 
 class EngineNotReady(TimeoutError):
     """The engine did not report SERVING before the deadline, or stopped trying to."""
+
+
+class SamplingKwargs(TypedDict, total=False):
+    """SamplingParams' fields as keyword arguments (tests/api keeps the two in step).
+
+    None leaves a field unset, as protobuf's constructors do, so that callers can pass
+    their optional settings on as they are instead of leaving each out when unset.
+    """
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    max_tokens: int | None
+    stop: Iterable[str] | None
+    stop_token_ids: Iterable[int] | None
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    repetition_penalty: float | None
+    ignore_eos: bool | None
+    logprobs: int | None
+    include_stop_str_in_output: bool | None
+
+
+class RequestKwargs(SamplingKwargs, total=False):
+    """:func:`build_request`'s keywords, which :meth:`EngineClient.generate` passes on."""
+
+    text: str | None
+    token_ids: Sequence[int] | None
+    messages: Sequence[dict[str, str]] | None
+    request_id: str
 
 
 @dataclass
@@ -45,24 +78,25 @@ def build_request(
     token_ids: Sequence[int] | None = None,
     messages: Sequence[dict[str, str]] | None = None,
     request_id: str = "",
-    **sampling: object,
+    **sampling: Unpack[SamplingKwargs],
 ) -> engine_pb2.GenerateRequest:
     """Build a GenerateRequest from exactly one input and SamplingParams keywords."""
     inputs = [x is not None for x in (text, token_ids, messages)]
     if sum(inputs) != 1:
         raise ValueError("pass exactly one of text, token_ids or messages")
+    # Names from callers that are not type-checked (a benchmark's settings, say).
     unknown = set(sampling) - SAMPLING_FIELDS
     if unknown:
         raise TypeError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
     request = engine_pb2.GenerateRequest(
         request_id=request_id,
-        sampling=engine_pb2.SamplingParams(**{k: v for k, v in sampling.items() if v is not None}),
+        sampling=engine_pb2.SamplingParams(**sampling),
     )
     if text is not None:
         request.text = text
     elif token_ids is not None:
         request.token_ids.ids.extend(token_ids)
-    else:
+    elif messages is not None:
         request.chat.messages.extend(
             engine_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages
         )
@@ -130,7 +164,7 @@ class EngineClient:
             call.cancel()  # a no-op once the call has finished
 
     async def generate(
-        self, *, timeout_s: float | None = None, **kwargs: object
+        self, *, timeout_s: float | None = None, **kwargs: Unpack[RequestKwargs]
     ) -> AsyncIterator[engine_pb2.GenerateResponse]:
         """``async for r in engine.generate(text=..., max_tokens=16): ...``"""
         request = build_request(**kwargs)
@@ -139,7 +173,9 @@ class EngineClient:
         async for response in self.stream(request, timeout_s=timeout_s):
             yield response
 
-    async def complete(self, *, timeout_s: float | None = None, **kwargs: object) -> Generation:
+    async def complete(
+        self, *, timeout_s: float | None = None, **kwargs: Unpack[RequestKwargs]
+    ) -> Generation:
         """Run one request to the end and gather its text, tokens and final message."""
         result = Generation()
         async for response in self.generate(timeout_s=timeout_s, **kwargs):

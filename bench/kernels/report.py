@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchyard.bench import output
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SHAPE_COLUMNS = ("model", "mode", "batch", "kv_len")
 # Left-aligned columns of the tables; the others hold numbers and are right-aligned.
@@ -96,9 +99,12 @@ def before_after_table(pairs: list[tuple[Record, Record]], before: str, after: s
     return _markdown(header, rows)
 
 
-def write_json(path: str | Path, document: dict[str, Any], records: list[Record]) -> None:
+def write_json(
+    path: str | Path, document: dict[str, Any], records: Sequence[DataclassInstance]
+) -> None:
     """``document`` (run metadata) with the records under "records", in a folder made if
-    missing (results are filed under ``bench/results/<gpu>/``)."""
+    missing (results are filed under ``bench/results/<gpu>/``). Any dataclass records: the
+    NVFP4 GEMM benchmark files its own kind here too."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     output.write_json(path, {**document, "records": [asdict(record) for record in records]})
 

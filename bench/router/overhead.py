@@ -100,7 +100,7 @@ async def measure(settings: Settings, log: Callable[[str], None]) -> Results:
             f"the upstream answered {seen} completions, but {sent['direct']} were sent to it "
             f"directly and {sent['router']} through the router"
         )
-    servers = {
+    servers: dict[str, str | int | None] = {
         "event_loop": loop.loop_name(),
         "http": loop.http_parser_name(),
         "router_workers": 1,

@@ -11,7 +11,7 @@ import uuid
 
 import grpc
 
-from switchyard.api.client import EngineClient, build_request
+from switchyard.api.client import EngineClient, SamplingKwargs, build_request
 from switchyard.api.v1 import engine_pb2
 from switchyard.bench.serving.record import RequestRecord
 from switchyard.bench.serving.workloads import BenchRequest
@@ -28,15 +28,13 @@ class GrpcBackend:
 
     @staticmethod
     def build(request: BenchRequest) -> engine_pb2.GenerateRequest:
-        sampling: dict[str, object] = {}
+        sampling: SamplingKwargs = {}
         if request.output_len is not None:
             sampling = {"max_tokens": request.output_len, "ignore_eos": True}
-        prompt = (
-            {"token_ids": request.token_ids}
-            if request.token_ids is not None
-            else {"messages": request.messages}
-        )
-        return build_request(request_id=uuid.uuid4().hex, **prompt, **sampling)
+        request_id = uuid.uuid4().hex
+        if request.token_ids is not None:
+            return build_request(request_id=request_id, token_ids=request.token_ids, **sampling)
+        return build_request(request_id=request_id, messages=request.messages, **sampling)
 
     async def send(self, request: BenchRequest) -> RequestRecord:
         message = self.build(request)

@@ -90,7 +90,7 @@ def to_json(
     command-line option, outputs included), the environment, and one entry per run."""
     runs = []
     for result in results:
-        run = {
+        run: dict[str, Any] = {
             "load": _load_dict(result),
             "started_utc": result.started_utc,
             "metrics": result.metrics.to_dict(),

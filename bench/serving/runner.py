@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -93,8 +93,9 @@ def sweep_loads(base: Load, spec: str | None) -> list[Load]:
     if not spec:
         return [base]
     field, values = parse_sweep(spec)
-    cast = int if field == "max_concurrency" else float
-    return [replace(base, **{field: cast(v)}) for v in values]
+    if field == "max_concurrency":
+        return [replace(base, max_concurrency=int(v)) for v in values]
+    return [replace(base, request_rate=v) for v in values]
 
 
 def request_count(items: Sequence[WorkItem]) -> int:
@@ -118,7 +119,7 @@ def fatal_error(record: RequestRecord) -> TargetError | None:
 async def _send_all(
     backend: Backend,
     items: Sequence[WorkItem],
-    offsets: Sequence[float],
+    offsets: Iterable[float],
     max_concurrency: int | None,
     on_done: Callable[[], None] | None = None,
 ) -> tuple[list[RequestRecord], float, float]:

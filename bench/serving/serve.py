@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -165,7 +166,7 @@ def workload_tokenizer(settings: ServeSettings) -> Any | None:
     return load_tokenizer(settings.tokenizer or settings.model)
 
 
-def build_workload(settings: ServeSettings, tokenizer: Any | None) -> list[WorkItem]:
+def build_workload(settings: ServeSettings, tokenizer: Any | None) -> Sequence[WorkItem]:
     """The workload's requests or conversations; synthetic ones need ``tokenizer``."""
     if settings.workload == "random":
         return random_workload(
@@ -216,7 +217,7 @@ async def run_serve(
     settings: ServeSettings,
     *,
     api_key: str | None = None,
-    requests: list[WorkItem] | None = None,
+    requests: Sequence[WorkItem] | None = None,
     progress: RunProgress | None = None,
 ) -> list[RunResult]:
     """Run one benchmark per load (one, or one per ``--sweep`` value) on one workload.

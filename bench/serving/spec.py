@@ -41,8 +41,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from switchyard.api.client import EngineClient
 from switchyard.common.engine_process import EngineProcess
@@ -132,6 +134,17 @@ PERSONA_QUESTIONS = (
 )
 START_TIMEOUT_S = 600
 
+# A prompt: a text (sent as ``text``) or a conversation (sent as ``messages``).
+Prompt = str | list[dict[str, str]]
+
+
+class Sampling(TypedDict, total=False):
+    """What a workload's users choose; the length and the seed are the benchmark's."""
+
+    temperature: float
+    top_p: float
+    stop: list[str]
+
 
 @dataclass
 class RunFigures:
@@ -158,6 +171,22 @@ class RunFigures:
     @property
     def mean_acceptance_length(self) -> float | None:
         return 1 + self.accepted_tokens / self.drafts if self.drafts else None
+
+
+class Comparison(TypedDict):
+    """One speculative cell against ``off``: a row of the table, and saved as it is."""
+
+    method: str
+    workload: str
+    concurrency: int
+    off_tok_s: float
+    on_tok_s: float
+    throughput_ratio: float
+    off_tpot_ms: float
+    on_tpot_ms: float
+    tpot_ratio: float
+    acceptance_rate: float | None
+    mean_acceptance_length: float | None
 
 
 def copy_prompts(count: int, offset: int = 0) -> list[str]:
@@ -207,12 +236,12 @@ class Workload:
     """Prompts and the sampling its users would ask for (see the module docstring)."""
 
     name: str
-    prompts: list
-    sampling: dict[str, object]
+    prompts: Sequence[Prompt]
+    sampling: Sampling
 
 
 WORKLOADS = ("copy", "chat", "persona")
-CHAT_SAMPLING: dict[str, object] = {"temperature": 0.7, "top_p": 0.95}
+CHAT_SAMPLING: Sampling = {"temperature": 0.7, "top_p": 0.95}
 
 
 def workloads(
@@ -230,15 +259,15 @@ def workloads(
 
 
 async def _one(
-    client: EngineClient, prompt: object, output_len: int, sampling: dict[str, object], seed: int
+    client: EngineClient, prompt: Prompt, output_len: int, sampling: Sampling, seed: int
 ) -> tuple[float, float, int]:
     """(TTFT s, E2E s, output tokens) of one streamed request."""
-    kind = "text" if isinstance(prompt, str) else "messages"
+    text, messages = (prompt, None) if isinstance(prompt, str) else (None, prompt)
     started = time.perf_counter()
     first: float | None = None
     tokens = 0
     async for response in client.generate(
-        **{kind: prompt}, max_tokens=output_len, seed=seed, **sampling
+        text=text, messages=messages, max_tokens=output_len, seed=seed, **sampling
     ):
         if response.HasField("chunk") and response.chunk.token_ids and first is None:
             first = time.perf_counter()
@@ -253,7 +282,7 @@ async def measure(
 ) -> RunFigures:
     gate = asyncio.Semaphore(concurrency)
 
-    async def send(index: int, prompt: object) -> tuple[float, float, int]:
+    async def send(index: int, prompt: Prompt) -> tuple[float, float, int]:
         async with gate:
             return await _one(client, prompt, output_len, workload.sampling, seed=index)
 
@@ -331,10 +360,10 @@ def _row(cell: RunFigures) -> str:
     )
 
 
-def comparison(figures: list[RunFigures]) -> list[dict[str, object]]:
+def comparison(figures: list[RunFigures]) -> list[Comparison]:
     """Each speculative cell against the ``off`` cell of the same workload and concurrency."""
     baseline = {(f.workload, f.concurrency): f for f in figures if f.setting == "off"}
-    rows = []
+    rows: list[Comparison] = []
     for cell in figures:
         base = baseline.get((cell.workload, cell.concurrency))
         if cell.setting == "off" or base is None:
@@ -357,7 +386,7 @@ def comparison(figures: list[RunFigures]) -> list[dict[str, object]]:
     return rows
 
 
-def markdown(rows: list[dict[str, object]]) -> str:
+def markdown(rows: Sequence[Comparison]) -> str:
     lines = [
         "| method | workload | concurrency | output tok/s off -> on (ratio) "
         "| median TPOT off -> on (ratio) | acceptance rate | mean acceptance length |",

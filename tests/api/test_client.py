@@ -4,6 +4,7 @@ against a closed port or an in-process server."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import time
 
@@ -11,7 +12,15 @@ import pytest
 from grpc_health.v1 import health_pb2
 from inprocess_grpc import serve_in_process
 
-from switchyard.api.client import SERVICE_NAME, EngineClient, EngineNotReady, build_request
+from switchyard.api.client import (
+    SAMPLING_FIELDS,
+    SERVICE_NAME,
+    EngineClient,
+    EngineNotReady,
+    RequestKwargs,
+    SamplingKwargs,
+    build_request,
+)
 
 
 def test_build_request_text_and_sampling() -> None:
@@ -23,6 +32,21 @@ def test_build_request_text_and_sampling() -> None:
     assert request.sampling.temperature == 0.0
     assert list(request.sampling.stop) == ["\n"]
     assert not request.sampling.HasField("top_p")
+
+
+def test_none_leaves_a_sampling_field_unset() -> None:
+    """Callers pass their optional settings on as they are (the router does)."""
+    request = build_request(text="hi", max_tokens=4, temperature=None, stop=None, seed=None)
+    assert [field.name for field, _ in request.sampling.ListFields()] == ["max_tokens"]
+
+
+def test_keyword_types_name_every_field_and_input() -> None:
+    """The TypedDicts are written by hand: a field added to SamplingParams, or an input
+    to build_request, must be added to them too."""
+    assert SamplingKwargs.__optional_keys__ == SAMPLING_FIELDS
+    parameters = inspect.signature(build_request).parameters.values()
+    inputs = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
+    assert RequestKwargs.__optional_keys__ == SAMPLING_FIELDS | inputs
 
 
 def test_build_request_chat_and_token_ids() -> None:

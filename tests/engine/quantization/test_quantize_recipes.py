@@ -55,7 +55,7 @@ def test_the_shipped_data_files_are_package_data() -> None:
     assert len(data) >= 4
     for path in data:
         assert any(fnmatch(str(path), pattern) for pattern in patterns), path
-    assert sorted(p.stem for p in (folder / "recipes").glob("*.yaml")) == recipe_names()
+    assert sorted(p.stem for p in (folder / "recipe_files").glob("*.yaml")) == recipe_names()
     assert (folder / "data" / "calibration.txt").stat().st_size > 2000
 
 
