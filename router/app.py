@@ -48,6 +48,7 @@ from switchyard.router.openai_types import (
     Endpoint,
     OpenAIRequest,
 )
+from switchyard.router.redaction import Redactor
 from switchyard.router.registry import Registry
 from switchyard.router.responses import DisconnectWatch, EventStream
 from switchyard.router.routing import preferences
@@ -322,12 +323,16 @@ def create_app(
     """Build the app; raises InsecureConfigError when no client key is configured and
     ConfigError when a provider's key is not in the environment. With ``config_path``
     the admin API's reload and SIGHUP re-read that file."""
-    keys = KeyChecker(config.auth.resolve_keys(environ), insecure_no_auth=insecure_no_auth)
-    registry = Registry(config, config.resolve_providers(environ))
+    client_keys = config.auth.resolve_keys(environ)
+    keys = KeyChecker(client_keys, insecure_no_auth=insecure_no_auth)
+    admin_keys = config.admin.resolve_keys(environ)
+    providers = config.resolve_providers(environ)
+    # Every secret the router holds, to be kept out of what providers say.
+    redact = Redactor([*client_keys, *admin_keys, *(p.api_key for p in providers)])
+    registry = Registry(config, providers, redact)
     health = HealthBoard(config.health.failure_threshold, config.health.cooldown_s)
     store = ConfigStore(config, health, config_path)
     router = Router(store, keys, registry, health)
-    admin_keys = config.admin.resolve_keys(environ)
     admin = Admin(store, health, registry, KeyChecker(admin_keys) if admin_keys else None)
 
     @contextlib.asynccontextmanager

@@ -125,6 +125,25 @@ class NamedToolChoice(_Lenient):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
+class JSONSchemaFormat(_Lenient):
+    """``response_format.json_schema``; typed because adapters translate it (Gemini's
+    ``responseJsonSchema``), so a wrong shape must be a 400 naming the field, not a
+    failure in the translation. ``name`` is left optional: hosts differ on it."""
+
+    name: str | None = None
+    description: str | None = None
+    # ``schema`` would shadow a BaseModel attribute.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Lenient):
+    # Any string: OpenAI-compatible hosts add their own types (``regex``, ``grammar``);
+    # a provider that cannot honour one refuses it.
+    type: str | None = None
+    json_schema: JSONSchemaFormat | None = None
+
+
 class StreamOptions(_Lenient):
     include_usage: bool = False
 
@@ -167,7 +186,7 @@ OUTPUT_SHAPING: dict[str, Callable[[Any], bool]] = {
     "tool_choice": _asks_for_more_than_text,
     "functions": bool,
     "function_call": _asks_for_more_than_text,
-    "response_format": lambda spec: spec is not None and spec.get("type") not in (None, "text"),
+    "response_format": lambda spec: spec is not None and spec.type not in (None, "text"),
     "logit_bias": bool,
     "audio": lambda audio: audio is not None,
     "modalities": lambda modalities: any(m != "text" for m in modalities or ()),
@@ -239,8 +258,8 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: OutputLimit | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    response_format: ResponseFormat | None = None
     # Not read by the router (the raw body carries them); see _Common.logit_bias.
-    response_format: dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     audio: dict[str, Any] | None = None

@@ -29,6 +29,7 @@ from switchyard.router.providers.first_party_model import FirstPartyModel
 from switchyard.router.providers.google import Google
 from switchyard.router.providers.openai_compatible import OpenAICompatible
 from switchyard.router.providers.upstream import Adapter, ProviderModel, UpstreamClient
+from switchyard.router.redaction import Redactor
 from switchyard.router.replicas import ReplicaSet
 from switchyard.router.routing.preferences import Offer
 
@@ -48,12 +49,14 @@ def _label(engine: Engine) -> str:
 
 
 class Registry:
-    def __init__(self, config: RouterConfig, providers: list[ResolvedProvider]) -> None:
+    def __init__(
+        self, config: RouterConfig, providers: list[ResolvedProvider], redact: Redactor
+    ) -> None:
         self._config = config
         self.engines: list[Engine] = []
         self._by_model: dict[str, FirstPartyModel] = {}
         # One client, one keep-alive pool per origin, for every provider.
-        self.upstream = UpstreamClient()
+        self.upstream = UpstreamClient(redact)
         self.provider_models = {
             f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model, self.upstream)
             for p in providers

@@ -13,12 +13,14 @@ client gets back, so they are refused with a 400 naming them.
 Response: text blocks join into ``content``, ``tool_use`` blocks become ``tool_calls``,
 stop reasons map to OpenAI finish reasons, and usage counts cache reads as
 ``cached_tokens`` and cache writes as ``cache_creation_tokens``. Streams: the named
-events ``message_start ... message_stop`` become OpenAI chunks; ``error`` events end the
-stream with an error.
+events ``message_start ... message_stop`` become OpenAI chunks; a usage count sent as
+null keeps its earlier value; a tool call with no input streams the arguments ``{}``,
+as a whole response has them; ``error`` events end the stream with an error.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -146,24 +148,33 @@ class _Stream(StreamTranslator):
         self.usage: Json = {}
         # Anthropic numbers content blocks; OpenAI numbers tool calls.
         self.tool_index: dict[int, int] = {}
+        # Tool calls (by block) whose arguments have not been streamed yet, with the input
+        # their start gave: sent at the block's end unless deltas came, so that a call
+        # without input still has the arguments "{}" a client can parse, as it would
+        # have in a whole response.
+        self.unstreamed: dict[int, Json] = {}
 
     def feed(self, event: SSEEvent) -> Iterable[Json]:
         data = event.json()
         kind = data.get("type", event.event)
         if kind == "message_start":
-            self.usage = dict(data.get("message", {}).get("usage") or {})
+            self._count(data.get("message", {}).get("usage"))
             return (self.writer.opening(),)
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") != "tool_use":
                 return ()
-            index = self.tool_index[data.get("index", 0)] = len(self.tool_index)
+            block_index = data.get("index", 0)
+            index = self.tool_index[block_index] = len(self.tool_index)
+            self.unstreamed[block_index] = block.get("input") or {}
             call = {**tool_call(block.get("id", ""), block.get("name", ""), ""), "index": index}
             return (self.writer.delta({"tool_calls": [call]}),)
         if kind == "content_block_delta":
             return self._block_delta(data)
+        if kind == "content_block_stop":
+            return self._block_stop(data.get("index", 0))
         if kind == "message_delta":
-            self.usage.update(data.get("usage") or {})
+            self._count(data.get("usage"))
             reason = (data.get("delta") or {}).get("stop_reason")
             return (self.writer.delta({}, FINISH_REASONS.get(reason, "stop")),)
         if kind == "message_stop":
@@ -171,21 +182,39 @@ class _Stream(StreamTranslator):
             return (self.writer.usage(_usage(self.usage)),)
         if kind == "error":
             raise _stream_error(data)
-        return ()  # ping, content_block_stop, and event types added later
+        return ()  # ping, and event types added later
+
+    def _count(self, counts: Json | None) -> None:
+        """Take the counts of a ``message_start`` or ``message_delta``; a count sent as
+        null (Anthropic's schema allows it) keeps its last value, as Anthropic's SDK does."""
+        self.usage.update({k: v for k, v in (counts or {}).items() if v is not None})
+
+    def _arguments(self, index: int, text: str) -> Json:
+        call = {"index": index, "function": {"arguments": text}}
+        return self.writer.delta({"tool_calls": [call]})
 
     def _block_delta(self, data: Json) -> Iterable[Json]:
         delta = data.get("delta") or {}
         if delta.get("type") == "text_delta":
             return (self.writer.delta({"content": delta.get("text", "")}),)
         if delta.get("type") == "input_json_delta":
-            index = self.tool_index.get(data.get("index", 0))
+            block_index = data.get("index", 0)
+            index = self.tool_index.get(block_index)
             if index is None:
                 raise server_error(
                     502, "anthropic sent arguments for an unknown tool call", "upstream_error"
                 )
-            arguments = {"arguments": delta.get("partial_json", "")}
-            return (self.writer.delta({"tool_calls": [{"index": index, "function": arguments}]}),)
+            text = delta.get("partial_json", "")
+            if text:
+                self.unstreamed.pop(block_index, None)
+            return (self._arguments(index, text),)
         return ()  # thinking and signature deltas have no OpenAI chat equivalent
+
+    def _block_stop(self, block_index: int) -> Iterable[Json]:
+        if block_index not in self.unstreamed:
+            return ()  # a text block, or a tool call whose arguments were streamed
+        arguments = json.dumps(self.unstreamed.pop(block_index))
+        return (self._arguments(self.tool_index[block_index], arguments),)
 
 
 def _stream_error(data: Json) -> APIError:

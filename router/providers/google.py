@@ -4,15 +4,19 @@ OpenAI chat completions.
 Request: system and developer messages become ``systemInstruction``; ``assistant`` is
 the ``model`` role; tool calls become ``functionCall`` parts and tool results
 ``functionResponse`` parts named after the call they answer (Gemini matches results by
-function name, not id); images become ``inlineData`` or ``fileData``; sampling fields
-go into ``generationConfig``; ``response_format`` maps to a JSON MIME type and schema.
+function name, and by id where it gave the call one); images become ``inlineData`` or
+``fileData``; sampling fields go into ``generationConfig``; ``response_format`` maps to
+a JSON MIME type and schema.
 ``logprobs``, ``n > 1`` and the other fields Gemini has no form for
 (``chat_translation.UNCARRIED``) are refused with a 400 naming them.
 
-Response: ``functionCall`` parts have no ids, so each gets a synthetic ``call_...`` id;
-a call's ``thoughtSignature`` (which Gemini 3 requires back with the call in the next
-request's history) rides in that id after :data:`SIGNATURE_SEPARATOR`, the one field of
-a tool call every OpenAI client sends back unchanged, and is restored on the way in.
+Response: a ``functionCall`` part's id, when Gemini sends one, becomes the OpenAI tool
+call id after :data:`GEMINI_ID_PREFIX`; a part without one gets a synthetic
+``call_...`` id. A call's ``thoughtSignature`` (which Gemini 3 requires back with the
+call in the next request's history) rides in that id after :data:`SIGNATURE_SEPARATOR`.
+The id is the one field of a tool call every OpenAI client sends back unchanged, so both
+are restored on the way in: Gemini's id on the ``functionCall`` and on the
+``functionResponse`` that answers it (which Gemini requires when it uses ids).
 ``STOP`` with a function call is ``tool_calls``; safety and recitation stops are
 ``content_filter``; a prompt blocked before any candidate is an empty
 ``content_filter`` reply. Streams: every event is a whole response object holding the
@@ -55,8 +59,10 @@ from switchyard.router.providers.upstream import (
     StreamTranslator,
 )
 
-# Between a synthetic call id and the call's thought signature: ``call_<hex>__thought__<sig>``.
+# Between a call id and the call's thought signature: ``call_<hex>__thought__<sig>``.
 SIGNATURE_SEPARATOR = "__thought__"
+# Before Gemini's own id of a call, in the call's OpenAI id: ``gemini_<id>``.
+GEMINI_ID_PREFIX = "gemini_"
 # google.rpc.Duration in JSON: seconds with up to nine decimals, then "s".
 DURATION = re.compile(r"(\d+(?:\.\d+)?)s")
 FILTERED = frozenset(
@@ -92,8 +98,24 @@ def _parts(message: Message) -> list[Json]:
     return parts
 
 
+def _call_id(call: Json, signature: str | None) -> str:
+    """The OpenAI id of a ``functionCall`` part: Gemini's own id after
+    :data:`GEMINI_ID_PREFIX`, or a synthetic one; then the signature, if any."""
+    gemini_id = call.get("id")
+    call_id = f"{GEMINI_ID_PREFIX}{gemini_id}" if gemini_id else "call_" + uuid.uuid4().hex[:24]
+    return call_id + SIGNATURE_SEPARATOR + signature if signature else call_id
+
+
+def _gemini_id(call_id: str) -> Json:
+    """``{"id": ...}`` for a tool call id that carries Gemini's own id, else nothing: ids
+    Gemini did not give (synthetic ones, another provider's) are not sent to it."""
+    base = call_id.partition(SIGNATURE_SEPARATOR)[0]
+    return {"id": base.removeprefix(GEMINI_ID_PREFIX)} if base.startswith(GEMINI_ID_PREFIX) else {}
+
+
 def _function_response(message: Message, names: dict[str, str], index: int) -> Json:
-    name = names.get(message.tool_call_id or "")
+    call_id = message.tool_call_id or ""
+    name = names.get(call_id)
     if name is None:
         param = f"messages[{index}].tool_call_id"
         raise invalid_request(f"{param}: no earlier assistant tool call has this id", param)
@@ -103,7 +125,7 @@ def _function_response(message: Message, names: dict[str, str], index: int) -> J
     except (json.JSONDecodeError, RecursionError):
         parsed = None
     result = parsed if isinstance(parsed, dict) else {"result": text}
-    return {"functionResponse": {"name": name, "response": result}}
+    return {"functionResponse": {**_gemini_id(call_id), "name": name, "response": result}}
 
 
 def _contents(request: ChatCompletionRequest) -> tuple[str | None, list[Json]]:
@@ -119,7 +141,8 @@ def _contents(request: ChatCompletionRequest) -> tuple[str | None, list[Json]]:
             for call_index, call in enumerate(message.tool_calls or ()):
                 names[call.id] = call.function.name
                 arguments = tool_arguments(call, index, call_index)
-                part = {"functionCall": {"name": call.function.name, "args": arguments}}
+                function_call = {"name": call.function.name, "args": arguments}
+                part = {"functionCall": {**_gemini_id(call.id), **function_call}}
                 _, sep, signature = call.id.partition(SIGNATURE_SEPARATOR)
                 parts.append({**part, "thoughtSignature": signature} if sep else part)
         if contents and contents[-1]["role"] == role:
@@ -144,17 +167,17 @@ def _tool_config(request: ChatCompletionRequest) -> Json | None:
     return {"functionCallingConfig": config}
 
 
-def _response_format(body: Json) -> Json:
-    spec = body.get("response_format")
-    if not isinstance(spec, dict) or spec.get("type") in (None, "text"):
+def _response_format(request: ChatCompletionRequest) -> Json:
+    spec = request.response_format
+    if spec is None or spec.type in (None, "text"):
         return {}
-    if spec["type"] == "json_object":
+    if spec.type == "json_object":
         return {"responseMimeType": "application/json"}
-    if spec["type"] == "json_schema":
-        schema = (spec.get("json_schema") or {}).get("schema")
+    if spec.type == "json_schema":
+        schema = spec.json_schema.json_schema if spec.json_schema else None
         config: Json = {"responseMimeType": "application/json"}
         return {**config, "responseJsonSchema": schema} if schema else config
-    raise invalid_request(f"response_format.type: unknown type {spec['type']!r}", "response_format")
+    raise invalid_request(f"response_format.type: unknown type {spec.type!r}", "response_format")
 
 
 def _usage(metadata: Json) -> Json:
@@ -178,9 +201,7 @@ def _reply_parts(candidate: Json) -> tuple[str, list[Json]]:
     for part in (candidate.get("content") or {}).get("parts") or ():
         if "functionCall" in part:
             call = part["functionCall"]
-            call_id = call.get("id") or "call_" + uuid.uuid4().hex[:24]
-            if part.get("thoughtSignature"):
-                call_id += SIGNATURE_SEPARATOR + part["thoughtSignature"]
+            call_id = _call_id(call, part.get("thoughtSignature"))
             calls.append(tool_call(call_id, call.get("name", ""), call.get("args") or {}))
         elif "text" in part and not part.get("thought"):
             text += part["text"]
@@ -249,7 +270,7 @@ class Google(Adapter):
             "seed": request.seed,
             "presencePenalty": request.presence_penalty,
             "frequencyPenalty": request.frequency_penalty,
-            **_response_format(body),
+            **_response_format(request),
         }
         payload: Json = {"contents": contents}
         if system:

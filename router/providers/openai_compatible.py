@@ -93,3 +93,14 @@ class OpenAICompatible(Adapter):
             if isinstance(value, str):
                 return value
         return None
+
+    def error_param_and_code(self, data: Any) -> tuple[str | None, str | None]:
+        # {"error": {"message": ..., "type": ..., "param": "messages[0]", "code": "..."}}
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            return None, None
+        param, code = error.get("param"), error.get("code")
+        return (
+            param if isinstance(param, str) else None,
+            code if isinstance(code, str) else None,
+        )

@@ -22,10 +22,11 @@ from typing import Any
 
 from switchyard.router import wire_json
 from switchyard.router.backend import Backend
-from switchyard.router.errors import APIError, invalid_request, server_error, unsupported
+from switchyard.router.errors import APIError, server_error, unsupported
 from switchyard.router.openai_types import Endpoint, OpenAIRequest
 from switchyard.router.providers.catalog import ResolvedProvider
 from switchyard.router.providers.http_client import HTTPClient, Response, TransportError
+from switchyard.router.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class Adapter(ABC):
     @abstractmethod
     def error_message(self, data: Any) -> str | None:
         """The human message in the provider's error body, if it has one."""
+
+    def error_param_and_code(self, data: Any) -> tuple[str | None, str | None]:
+        """The field at fault and the machine-readable code in the provider's error
+        body, for protocols whose errors name them (OpenAI's do)."""
+        return None, None
 
     def retry_after(self, data: Any) -> str | None:
         """A ``Retry-After`` value (whole seconds) from the provider's error body, for
@@ -188,17 +194,24 @@ class ProviderBackend:
         return target.client.stream(target, self._raw, self._body, self._endpoint, self._request_id)
 
 
-def _status_error(status: int, message: str, provider: str, retry_after: str | None) -> APIError:
+def _status_error(
+    status: int,
+    message: str,
+    provider: str,
+    retry_after: str | None,
+    param_and_code: tuple[str | None, str | None],
+) -> APIError:
     """The router's answer to a provider's error status.
 
     Client mistakes (400, 404, 413, 422) keep their status and the provider's message, so
-    the caller can fix the request. The provider refusing *our* key is a gateway fault
-    the caller cannot fix (502). 429 keeps its Retry-After; 5xx and Anthropic's 529
-    (overloaded) become 502/503.
+    the caller can fix the request; a 400 also keeps the provider's ``param`` and
+    ``code``. The provider refusing *our* key is a gateway fault the caller cannot fix
+    (502). 429 keeps its Retry-After; 5xx and Anthropic's 529 (overloaded) become 502/503.
     """
     text = f"{provider}: {message}"
     if status in (400, 413, 422):
-        return invalid_request(text)
+        param, code = param_and_code
+        return APIError(400, text, param=param, code=code)
     if status == 404:
         return APIError(404, text, code="model_not_found")
     if status in (401, 403):
@@ -214,10 +227,14 @@ def _status_error(status: int, message: str, provider: str, retry_after: str | N
 
 
 class UpstreamClient:
-    """Sends requests to providers; one per router, opened on the serving loop."""
+    """Sends requests to providers; one per router, opened on the serving loop.
 
-    def __init__(self) -> None:
+    A provider's words reach the router's errors in two places only, an error status's
+    body and an error event in a stream; both pass through ``redact`` there."""
+
+    def __init__(self, redact: Redactor) -> None:
         self._http: HTTPClient | None = None
+        self._redact = redact
 
     def open(self) -> None:
         self._http = HTTPClient()
@@ -265,11 +282,14 @@ class UpstreamClient:
         except (wire_json.DecodeError, RecursionError):  # not JSON, not UTF-8, nested absurdly
             data = None
         log.warning("%s answered %d", provider.name, response.status)
-        raise _status_error(
-            response.status,
-            adapter.error_message(data) or f"HTTP {response.status}",
-            provider.name,
-            response.headers.get("retry-after") or adapter.retry_after(data),
+        raise self._redact.error(
+            _status_error(
+                response.status,
+                adapter.error_message(data) or f"HTTP {response.status}",
+                provider.name,
+                response.headers.get("retry-after") or adapter.retry_after(data),
+                adapter.error_param_and_code(data),
+            )
         )
 
     async def complete(
@@ -323,7 +343,7 @@ class UpstreamClient:
                 if batch:
                     yield batch
                 if failure is not None:
-                    raise failure
+                    raise self._redact.error(failure)
                 if translator.done:
                     return
         except TimeoutError:

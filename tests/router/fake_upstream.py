@@ -6,6 +6,8 @@ Anthropic's (``/v1/messages``) and Gemini's (``/v1beta/models/M:generateContent`
 JSON body with a status and headers, or raw SSE frames with pauses, or a stream that
 breaks off) and afterwards reads what the router sent: path, headers and body. The
 payloads themselves live in ``provider_payloads.py``, in each provider's documented shape.
+:data:`RECEIVED_KEY` in a reply stands for the key the request carried, so a reply can
+echo it as some providers' error messages do.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+# Replaced, in a reply's body and frames, by the key the request carried.
+RECEIVED_KEY = "<received key>"
+# Where each protocol sends its key: OpenAI's bearer token, Anthropic's, Gemini's.
+KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 
 
 @dataclass
@@ -77,6 +84,7 @@ class FakeUpstream:
             )
         )
         reply = self.replies.popleft() if self.replies else Reply(500, {"error": "no reply"})
+        reply = _with_key(reply, self.last.headers)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.frames is None:
@@ -108,3 +116,11 @@ class FakeUpstream:
             "/v1beta/models/{model_and_method:path}",
         ]
         return Starlette(routes=[Route(p, self._answer, methods=["POST"]) for p in paths])
+
+
+def _with_key(reply: Reply, headers: dict[str, str]) -> Reply:
+    """The reply with :data:`RECEIVED_KEY` replaced by the key in ``headers``."""
+    key = next((headers[h].removeprefix("Bearer ") for h in KEY_HEADERS if h in headers), "")
+    body = json.loads(json.dumps(reply.body).replace(RECEIVED_KEY, key))
+    frames = None if reply.frames is None else [f.replace(RECEIVED_KEY, key) for f in reply.frames]
+    return replace(reply, body=body, frames=frames)

@@ -212,6 +212,10 @@ async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
             {"response_format": {"type": "json_schema", "json_schema": {"name": "s"}}},
             "response_format",
         ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": "s"}},
+            "response_format.json_schema",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_naming_the_field(

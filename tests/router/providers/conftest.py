@@ -1,7 +1,8 @@
 """A router in front of the loopback provider stand-in, one of each per module.
 
 Every provider's key is in the router's environment (never in its config), so the tests
-can check that each key reaches its own provider and never a client or a log.
+can check that each key reaches its own provider and never a client or a log; so is an
+admin key, which turns the admin API on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from router_harness import serve_app, serve_router
 from switchyard.router.config import parse_config
 
 CLIENT_KEY = "sk-client-test"
+ADMIN_KEY = "sk-admin-secret-5"
 PROVIDER_KEYS = {
     "OPENAI_API_KEY": "sk-openai-secret-1",
     "ANTHROPIC_API_KEY": "sk-ant-secret-2",
@@ -62,7 +64,8 @@ def router_config(upstream_url: str) -> dict:
 @pytest.fixture(scope="module")
 async def router_url(upstream: FakeUpstream) -> AsyncIterator[str]:
     config = parse_config(router_config(upstream.url))
-    async with serve_router(config, environ=PROVIDER_KEYS) as url:
+    environ = {**PROVIDER_KEYS, "SWITCHYARD_ADMIN_KEYS": ADMIN_KEY}
+    async with serve_router(config, environ=environ) as url:
         yield url
 
 
@@ -79,3 +82,14 @@ async def client(router_url: str, upstream: FakeUpstream) -> AsyncIterator[opena
 @pytest.fixture
 def provider_keys() -> dict[str, str]:
     return dict(PROVIDER_KEYS)
+
+
+@pytest.fixture
+def admin_key() -> str:
+    return ADMIN_KEY
+
+
+@pytest.fixture
+def router_secrets() -> list[str]:
+    """Every secret the router holds: the providers' keys, the client's and the admin's."""
+    return [*PROVIDER_KEYS.values(), CLIENT_KEY, ADMIN_KEY]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import anthropic
+import httpx
 import openai
 import pydantic
 import pytest
 from fake_upstream import FakeUpstream, Reply
+from prometheus_client.parser import text_string_to_metric_families
 from provider_payloads import anthropic_error, anthropic_frame, anthropic_message, anthropic_stream
 
 from switchyard.router.errors import APIError
@@ -339,3 +341,73 @@ async def test_n_above_one_is_refused_before_anthropic_is_asked(
     assert error.value.param == "n"
     assert "n is not supported by anthropic models" in error.value.message
     assert len(upstream.received) == sent
+
+
+async def _prompt_tokens_counted(router_url: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(router_url + "/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "switchyard_router_tokens_total"
+        and sample.labels.get("direction") == "prompt"
+        and sample.labels.get("model") == MODEL
+    )
+
+
+async def test_stream_usage_counts_sent_as_null_keep_their_earlier_values(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, router_url: str
+) -> None:
+    """Anthropic's schema lets ``message_delta.usage`` send a count as null (some proxies
+    do); like Anthropic's SDK, the router keeps the count ``message_start`` gave."""
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {
+            "input_tokens": None,
+            "cache_creation_input_tokens": None,
+            "cache_read_input_tokens": None,
+            "output_tokens": 15,
+        },
+    }
+    anthropic.types.RawMessageDeltaEvent.model_validate(delta)
+    frames = anthropic_stream([{"text": "Hello"}], end=False)
+    frames += [anthropic_frame(delta), anthropic_frame({"type": "message_stop"})]
+    upstream.queue(Reply(frames=frames))
+    before = await _prompt_tokens_counted(router_url)
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [chunk async for chunk in stream][-1].usage
+    # message_start (see anthropic_stream): 25 input tokens and 4 read from the cache.
+    assert (usage.prompt_tokens, usage.completion_tokens) == (29, 15)
+    assert usage.prompt_tokens_details.cached_tokens == 4
+    assert await _prompt_tokens_counted(router_url) - before == 29
+
+
+@pytest.mark.parametrize("partials", [[""], []], ids=["one-empty-delta", "no-delta"])
+async def test_a_tool_call_without_input_has_parseable_arguments_streamed_or_not(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, partials: list[str]
+) -> None:
+    block = {"type": "tool_use", "id": "toolu_5", "name": "get_weather", "input": {}}
+    upstream.queue(
+        Reply(body=anthropic_message([block], "tool_use")),
+        Reply(frames=anthropic_stream([{**block, "json": partials}], "tool_use")),
+    )
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Weather here?"}],
+        "tools": [WEATHER_TOOL],
+    }
+    whole = await client.chat.completions.create(**request)
+    stream = await client.chat.completions.create(**request, stream=True)
+    deltas = [chunk.choices[0].delta async for chunk in stream if chunk.choices]
+    calls = [call for delta in deltas for call in delta.tool_calls or ()]
+    assert {call.index for call in calls} == {0}
+    streamed = "".join(call.function.arguments or "" for call in calls)
+    assert streamed == whole.choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(streamed) == {}

@@ -404,3 +404,73 @@ def test_calls_without_a_signature_go_back_without_one() -> None:
         ]
     )
     assert payload["contents"][1]["parts"] == [{"functionCall": {"name": "lookup", "args": {}}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_function_call_without_args_has_parseable_arguments(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool
+) -> None:
+    parts = [{"functionCall": {"name": "lookup"}}]
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "?"}], "tools": [TOOL]}
+    if stream:
+        upstream.queue(Reply(frames=[gemini_frame(gemini_response(parts))]))
+        chunks = await client.chat.completions.create(**request, stream=True)
+        deltas = [chunk.choices[0].delta async for chunk in chunks if chunk.choices]
+        calls = [call for delta in deltas for call in delta.tool_calls or ()]
+        arguments = "".join(call.function.arguments or "" for call in calls)
+    else:
+        upstream.queue(Reply(body=gemini_response(parts)))
+        completion = await client.chat.completions.create(**request)
+        arguments = completion.choices[0].message.tool_calls[0].function.arguments
+    assert arguments == "{}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gemini_call_ids_come_back_on_the_call_and_on_its_response(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool
+) -> None:
+    """Gemini requires a functionResponse to carry the id of the functionCall it answers
+    when the call had one; the client only keeps the OpenAI tool call id."""
+    parts = [
+        {"functionCall": {"id": "fc-cat", "name": "lookup", "args": {"word": "cat"}}},
+        {
+            "functionCall": {"id": "fc-dog", "name": "lookup", "args": {"word": "dog"}},
+            "thoughtSignature": "EsYCAXLI2nyVy3rYIg==",
+        },
+    ]
+    genai.GenerateContentResponse.model_validate(gemini_response(parts))
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "?"}], "tools": [TOOL]}
+    if stream:
+        upstream.queue(Reply(frames=[gemini_frame(gemini_response(parts))]))
+        chunks = await client.chat.completions.create(**request, stream=True)
+        deltas = [chunk.choices[0].delta async for chunk in chunks if chunk.choices]
+        tool_calls = [
+            {"id": c.id, "type": "function", "function": c.function.model_dump()}
+            for delta in deltas
+            for c in delta.tool_calls or ()
+        ]
+    else:
+        upstream.queue(Reply(body=gemini_response(parts)))
+        first = await client.chat.completions.create(**request)
+        tool_calls = [call.model_dump() for call in first.choices[0].message.tool_calls]
+    assert len({call["id"] for call in tool_calls}) == 2
+
+    upstream.queue(Reply(body=gemini_response([{"text": "Both are animals."}])))
+    await client.chat.completions.create(
+        **{
+            **request,
+            "messages": [
+                *request["messages"],
+                {"role": "assistant", "content": None, "tool_calls": tool_calls},
+                # The results in the other order: each is matched by its id.
+                *(
+                    {"role": "tool", "tool_call_id": call["id"], "content": "an animal"}
+                    for call in reversed(tool_calls)
+                ),
+            ],
+        }
+    )
+    model_turn, results = upstream.last.body["contents"][1:]
+    assert [part["functionCall"]["id"] for part in model_turn["parts"]] == ["fc-cat", "fc-dog"]
+    assert model_turn["parts"][1]["thoughtSignature"] == "EsYCAXLI2nyVy3rYIg=="
+    assert [part["functionResponse"]["id"] for part in results["parts"]] == ["fc-dog", "fc-cat"]

@@ -289,3 +289,23 @@ async def test_unreadable_success_body_is_502(
         await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
     assert error.value.status_code == 502
     assert "unreadable response" in error.value.message
+
+
+async def test_a_400_keeps_the_provider_param_and_code(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    body = openai_error(
+        "Invalid 'messages[0].content': string too long.",
+        "invalid_request_error",
+        "string_above_max_length",
+    )
+    body["error"]["param"] = "messages[0].content"
+    upstream.queue(Reply(status=400, body=body))
+    with pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+    assert (error.value.param, error.value.code) == (
+        "messages[0].content",
+        "string_above_max_length",
+    )
+    assert error.value.body["type"] == "invalid_request_error"
+    assert "string too long" in error.value.message

@@ -4,6 +4,7 @@ a router with providers only."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -57,6 +58,50 @@ async def test_wrong_types_are_400_naming_the_field_and_never_forwarded(
         )
     assert error.value.param == field
     assert error.value.body["message"].startswith(f"{field}: ")
+    assert len(upstream.received) == sent
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "openai/gpt-5.5",
+        "anthropic/claude-opus-4-7",
+        "google-ai-studio/gemini-3.5-flash",
+        # Checked before the model is looked up, so a first-party model is answered alike
+        # (test_api checks one that an engine serves).
+        "switchyard/smollm2-135m-instruct",
+    ],
+)
+@pytest.mark.parametrize(
+    ("response_format", "param"),
+    [
+        ({"type": "json_schema", "json_schema": "str"}, "response_format.json_schema"),
+        ({"type": "json_schema", "json_schema": [1]}, "response_format.json_schema"),
+        ({"type": "json_schema", "json_schema": 5}, "response_format.json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "s", "schema": "object"}},
+            "response_format.json_schema.schema",
+        ),
+        ({"type": 5}, "response_format.type"),
+        ("json", "response_format"),
+    ],
+)
+async def test_response_format_of_a_wrong_shape_is_400_naming_the_field(
+    client: openai.AsyncOpenAI,
+    upstream: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
+    model: str,
+    response_format: object,
+    param: str,
+) -> None:
+    sent = len(upstream.received)
+    with caplog.at_level(logging.WARNING), pytest.raises(openai.BadRequestError) as error:
+        await client.chat.completions.create(
+            model=model, messages=HELLO, extra_body={"response_format": response_format}
+        )
+    assert error.value.param == param
+    assert error.value.body["message"].startswith(f"{param}: ")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(upstream.received) == sent
 
 
