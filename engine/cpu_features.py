@@ -18,9 +18,11 @@ CPUINFO = Path("/proc/cpuinfo")
 FLAGS = ("amx_tile", "amx_bf16", "amx_fp16", "avx512f", "avx512_bf16", "avx512_fp16")
 
 
-def describe_cpu(cpuinfo: str | None = None) -> str:
+def describe_cpu(cpuinfo: str | None = None, amx_usable: bool | None = None) -> str:
     """``cpu: <model>; amx_tile amx_bf16 ... (vLLM-CPU: AMX attention and SGL small GEMMs)``
-    from /proc/cpuinfo (or ``cpuinfo``); the flags listed are those present."""
+    from /proc/cpuinfo (or ``cpuinfo``); the flags listed are those present. The path is
+    the one vLLM takes, which asks torch whether AMX tiles are usable (the kernel must
+    also permit them), unless ``amx_usable`` says."""
     if cpuinfo is None:
         try:
             cpuinfo = CPUINFO.read_text()
@@ -35,9 +37,13 @@ def describe_cpu(cpuinfo: str | None = None) -> str:
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
     present = [flag for flag in FLAGS if flag in flags]
-    path = (
-        "AMX attention and SGL small GEMMs"
-        if "amx_tile" in flags
-        else "vector attention, oneDNN GEMMs"
-    )
+    if amx_usable is None:
+        amx_usable = "amx_tile" in flags and _torch_says_amx()
+    path = "AMX attention and SGL small GEMMs" if amx_usable else "vector attention, oneDNN GEMMs"
     return f"cpu: {model}; {' '.join(present) or 'no AMX or AVX-512'} (vLLM-CPU: {path})"
+
+
+def _torch_says_amx() -> bool:
+    import torch
+
+    return bool(torch.cpu._is_amx_tile_supported())
