@@ -42,6 +42,7 @@ from types import ModuleType
 
 import torch
 from vllm import _custom_ops as ops
+from vllm.logger import init_logger
 from vllm.model_executor.kernels.linear.nvfp4.base import (
     NvFp4LinearKernel,
     NvFp4LinearLayerConfig,
@@ -49,6 +50,9 @@ from vllm.model_executor.kernels.linear.nvfp4.base import (
 from vllm.platforms import PlatformEnum, current_platform
 
 from switchyard.kernels.quant import nvfp4_dequantize_reference, nvfp4_quantize_reference
+
+# Under vLLM's logger: worker processes configure only that one.
+log = init_logger(f"vllm.{__name__}")
 
 SELECTOR = "init_nvfp4_linear_kernel"
 # Set on vLLM's selector once wrapped: install() runs in every vLLM process, maybe twice.
@@ -93,21 +97,32 @@ class CpuNvFp4LinearKernel(NvFp4LinearKernel):
 
 
 class DenseGemm:
-    """``x @ weight.T + bias`` with ``weight`` prepacked once, the same call on every CPU:
-    oneDNN's matmul where vLLM's CPU build has it (x86 and Arm), else torch's."""
+    """``x @ weight.T + bias`` with ``weight`` prepacked once: oneDNN's matmul where vLLM's
+    CPU build has it (x86 and Arm) and it can multiply this dtype on this CPU, else
+    torch's. The check is one 1-row product at load: oneDNN builds its primitive on the
+    first call, and on a CPU without native fp16 arithmetic (AVX512-FP16 or AMX-FP16) it
+    has none for fp16 and raises there, which would otherwise be the first request."""
 
     def __init__(self, weight: torch.Tensor) -> None:
-        if ops._supports_onednn:
-            self._onednn = ops.create_onednn_mm(weight.t(), 32)
-            self._weight = None
-        else:
-            self._onednn = None
-            self._weight = weight
+        self._onednn = _onednn_gemm(weight)
+        self._weight = None if self._onednn is not None else weight
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if self._onednn is not None:
             return ops.onednn_mm(self._onednn, x, bias)
         return torch.nn.functional.linear(x, self._weight, bias)
+
+
+def _onednn_gemm(weight: torch.Tensor) -> ops.CPUDNNLGEMMHandler | None:
+    if not ops._supports_onednn:
+        return None
+    try:
+        handler = ops.create_onednn_mm(weight.t(), 32)
+        ops.onednn_mm(handler, weight.new_zeros(1, weight.shape[1]), None)
+    except RuntimeError as error:
+        log.info_once("NVFP4 layers in %s use torch's matmul: %s", weight.dtype, error)
+        return None
+    return handler
 
 
 def nvfp4_quantize_dequantize(x: torch.Tensor, global_scale: torch.Tensor) -> torch.Tensor:

@@ -158,6 +158,26 @@ def test_weight_only_layer_computes_the_same_whether_or_not_the_cpu_has_amx(
 
 
 @pytest.mark.usefixtures("single_process_vllm")
+def test_a_dtype_onednn_cannot_multiply_here_falls_back_to_torch_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a CPU without native fp16 arithmetic oneDNN has no fp16 matmul and says so only
+    when first called; the layer finds out at load and computes with torch instead."""
+
+    def no_primitive(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor for the matmul primitive")
+
+    monkeypatch.setattr(vllm_ops, "onednn_mm", no_primitive)
+    dtype = torch.float16
+    layer, method, ckpt = _quantized_layer("W4A16_NVFP4", dtype, seed=3)
+    x = _inputs(3, dtype)
+    out = method.apply(layer, x)
+    assert out.dtype == dtype
+    expected = nvfp4_linear_reference(x, ckpt["packed"], ckpt["block_scales"], ckpt["global_scale"])
+    _assert_close(out, expected)
+
+
+@pytest.mark.usefixtures("single_process_vllm")
 @pytest.mark.parametrize("tokens", [1, 37])
 def test_w4a4_layer_quantizes_its_input_like_the_fp4_gemm(tokens: int) -> None:
     dtype = torch.bfloat16
