@@ -22,8 +22,8 @@ import logging
 import random
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -58,20 +58,6 @@ from switchyard.router.routing.live_stats import LiveStats
 from switchyard.router.routing.table import ROUTER_PREFIX, apply_variant
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, cancelled (and with it the engine or provider call) if the client
-    leaves first: a server does not cancel a handler still computing a whole response."""
-    watch = DisconnectWatch(request.receive)
-    try:
-        return await work
-    except asyncio.CancelledError as error:
-        watch.absorb(error)
-        raise APIError(499, "the client closed the request", code="client_closed_request") from None
-    finally:
-        watch.stop()
 
 
 def _request_id() -> str:
@@ -122,20 +108,33 @@ class Router:
                 observation = self.metrics.start(body.model, "router", endpoint)
                 run.on_attempt = functools.partial(self._attempted, observation)
                 call = run
-            if not body.stream:
-                result = await _unless_disconnected(request, call.complete())
-                observation.record_usage(result.get("usage"))
-                self.metrics.finish(observation, 200)
-                return wire_json.JSONBody(result)
-            events = call.stream()
-            streaming = True
-            observed = self._observed(events, observation, body.include_usage)
+            # Nothing above waits once the body is read, so from here the watch covers the
+            # whole request: a client that leaves before the answer, or before a stream's
+            # first token, cancels the engine or provider call. A stream takes it over.
+            watch = DisconnectWatch(request.receive)
             try:
-                first = await anext(observed)
-            except BaseException:
-                await observed.aclose()
-                raise
-            return EventStream(first, observed)
+                if not body.stream:
+                    try:
+                        result = await call.complete()
+                    finally:
+                        watch.stop()
+                    observation.record_usage(result.get("usage"))
+                    self.metrics.finish(observation, 200)
+                    return wire_json.JSONBody(result)
+                streaming = True
+                observed = self._observed(call.stream(), observation, body.include_usage)
+                try:
+                    first = await anext(observed)
+                except BaseException:
+                    watch.stop()
+                    await observed.aclose()
+                    raise
+                return EventStream(first, observed, watch)
+            except asyncio.CancelledError as cancelled:
+                watch.absorb(cancelled)
+                raise APIError(
+                    499, "the client closed the request", code="client_closed_request"
+                ) from None
         except APIError as error:
             if observation is None:
                 self.metrics.unrouted(endpoint, error.status)

@@ -5,7 +5,8 @@ Starlette's ``StreamingResponse`` watches for a disconnect with an anyio task gr
 tasks and a cancel scope per stream, under the ASGI spec version uvicorn reports) and its
 ``JSONResponse`` encodes with the standard library; under load those were a fifth of the
 router's time per streamed request. Here one plain task per request watches the client,
-and chunks are encoded with :mod:`switchyard.router.wire_json`.
+from the moment its body is read to the stream's last message, and chunks are encoded
+with :mod:`switchyard.router.wire_json`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ Chunk = dict[str, Any]
 class DisconnectWatch:
     """Cancels the task that creates it when the client disconnects.
 
-    A server cancels neither a handler still computing a whole response nor a stream
-    waiting for its provider's next event; without this, a dropped request keeps its
-    engine or provider busy until it finishes. Call :meth:`stop` before the response's
-    last message is sent: after it, the server reports the finished response to
-    ``receive`` the same way as a disconnect.
+    A server cancels neither a handler still waiting for its engine or provider (for a
+    whole response, or a stream's first token) nor a stream waiting for its provider's
+    next event; without this, a dropped request keeps its engine or provider busy until
+    it finishes. Create it once the request's body has been read: the next message can
+    only be the disconnect. Call :meth:`stop` before the response's last message is sent:
+    after it, the server reports the finished response to ``receive`` the same way as a
+    disconnect.
     """
 
     def __init__(self, receive: Receive) -> None:
@@ -74,23 +77,27 @@ class EventStream(Response):
     network read from the provider made), then ``[DONE]`` and the end of the body in
     one more.
 
-    The batches are iterated in the response's own task, so a disconnect cancels them and
-    with them the provider's stream. A failure after the stream started cannot change the
-    status any more; it is sent as a last ``data: {"error": ...}`` event, as OpenRouter
-    does.
+    The batches are iterated in the task that awaited the first one, under the
+    ``watch`` that task started when it read the request's body (the stream takes it over
+    and stops it): a disconnect cancels them and with them the provider's stream. A
+    failure after the stream started cannot change the status any more; it is sent as a
+    last ``data: {"error": ...}`` event, as OpenRouter does.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, first: list[Chunk], batches: AsyncGenerator[list[Chunk]]) -> None:
+    def __init__(
+        self, first: list[Chunk], batches: AsyncGenerator[list[Chunk]], watch: DisconnectWatch
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._first = first
         self._batches = batches
+        self._watch = watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = DisconnectWatch(receive)
+        watch = self._watch
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             end = await self._send_batches(send)

@@ -8,9 +8,12 @@ router's routing and translation together. Providers need none of it: one method
 with a JSON body), no cookies, no redirects, no proxies, no compression (we ask for
 ``identity``). Parsing is httptools (llhttp, the parser uvicorn serves the router with).
 
-A pooled connection the provider closed while it sat idle fails on its next use before
-any byte of a response arrives; that request is sent again once, on a new connection,
-as browsers and other clients do. Nothing else is retried.
+A request goes out once. It is sent again, once, on a new connection, only when it
+provably never left: the pooled connection it was given turned out closed when the
+request was written to it (the provider closed it while it sat idle, and the write
+failed at once). A request that was written is never sent again, whatever happens next:
+a provider that read it may already be working on it (and billing it), so a connection
+that closes before the response is a failure the caller sees.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ MAX_IDLE_PER_ORIGIN = 256
 class TransportError(Exception):
     """The exchange failed below HTTP: the connection was refused, reset or closed before
     the response ended, or the response could not be parsed."""
+
+
+class _NotSent(TransportError):
+    """The connection was closed when the request was written to it: nothing reached
+    the provider, so the request may be sent on another connection."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,6 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.keep_alive = False
         self.complete = False
-        self.received_any = False
         self.failure: BaseException | None = None
         self._body: deque[bytes] = deque()
         self._buffered = 0
@@ -89,7 +96,6 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.received_any = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -250,15 +256,12 @@ class HTTPClient:
         request = b"".join(head)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        connection, reused = self._pooled(origin)
-        if connection is None:
-            connection = await self._connect(origin, deadline)
-        try:
-            return await self._exchange(origin, connection, request, deadline)
-        except TransportError:
-            if not reused or connection.received_any:
-                raise
-        # The provider had closed the idle connection: once more, on a new one.
+        pooled = self._pooled(origin)
+        if pooled is not None:
+            try:
+                return await self._exchange(origin, pooled, request, deadline)
+            except _NotSent:
+                pass  # the provider had closed the idle connection: on a new one
         connection = await self._connect(origin, deadline)
         return await self._exchange(origin, connection, request, deadline)
 
@@ -271,9 +274,13 @@ class HTTPClient:
             self._deadlines[connection] = loop.call_at(
                 deadline, connection.fail, TimeoutError("the provider did not answer in time")
             )
-        assert connection.transport is not None
+        transport = connection.transport
+        assert transport is not None
         try:
-            connection.transport.write(request)
+            transport.write(request)
+            # A write to a connection the peer has reset fails at once, and closes it.
+            if transport.is_closing():
+                raise _NotSent("the connection was closed before the request was sent")
             while not connection.headers_done:
                 await connection.wait()
         except BaseException:
@@ -282,13 +289,15 @@ class HTTPClient:
             raise
         return Response(self, origin, connection)
 
-    def _pooled(self, origin: Origin) -> tuple[_Connection | None, bool]:
+    def _pooled(self, origin: Origin) -> _Connection | None:
+        """An idle connection to ``origin`` that is still open, as far as is known yet."""
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
-            if not connection.closed:
-                return connection, True
-        return None, False
+            transport = connection.transport
+            if not connection.closed and transport is not None and not transport.is_closing():
+                return connection
+        return None
 
     async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
         loop = asyncio.get_running_loop()

@@ -7,6 +7,12 @@ candidate at its first token: what came before (a role chunk) is held back, so a
 candidate that stalls before its first token can still be abandoned. After the commit
 a failure can only end the stream with an error event.
 
+A candidate whose target's cooldown has just ended is tried by one request only, the
+probe (see ``health``); each candidate's availability is judged when its turn comes, so
+a request whose earlier candidates failed meanwhile passes a target being probed by as
+well. A probe ends with its answer: a whole response, a stream's first token, or the
+failure.
+
 Every attempt is recorded and the client gets the list: in ``metadata.attempts`` of the
 response, of the stream's last chunk, or of the error.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -72,10 +78,17 @@ class FallbackRun:
     def metadata(self) -> Json:
         return {**self.labels, "attempts": [asdict(a) for a in self.attempts]}
 
-    def _ordered(self) -> list[Backend]:
-        # Cooling-down targets go last rather than away: tried only when all else failed.
-        healthy = [c for c in self.candidates if self.health.available(c.health_key)]
-        return healthy + [c for c in self.candidates if c not in healthy]
+    def _ordered(self) -> Iterator[Backend]:
+        """The candidates, each judged available when its turn comes; those cooling down
+        (or being probed) go last rather than away: tried only when all else failed."""
+        available = self.health.available
+        unavailable: list[Backend] = []
+        for candidate in self.candidates:
+            if available(candidate.health_key):
+                yield candidate
+            else:
+                unavailable.append(candidate)
+        yield from unavailable
 
     def _record(self, candidate: Backend, started: float, status: int, error: str | None) -> None:
         attempt = Attempt(
@@ -113,6 +126,7 @@ class FallbackRun:
         for candidate in self._ordered():
             if self._out_of_time():
                 break
+            probe = self.health.start_probe(candidate.health_key)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout_at(self._deadline(self.limits.attempt_timeout_s)):
@@ -127,6 +141,9 @@ class FallbackRun:
                     raise self._fail(error) from None
                 last = error
                 continue
+            finally:
+                if probe:
+                    self.health.end_probe(candidate.health_key)
             self._record(candidate, started, 200, None)
             usage = result.get("usage") or {}
             elapsed = time.perf_counter() - started
@@ -146,10 +163,13 @@ class FallbackRun:
         for candidate in self._ordered():
             if self._out_of_time():
                 break
+            probe = self.health.start_probe(candidate.health_key)
+            answered = False
             started = time.perf_counter()
             batches = candidate.stream()
             try:
                 held = await self._until_first_token(batches)
+                answered = True
             except TimeoutError:
                 await batches.aclose()
                 last = server_error(
@@ -167,6 +187,10 @@ class FallbackRun:
             except BaseException:
                 await batches.aclose()
                 raise
+            finally:
+                if probe:
+                    # A stream's probe has its answer at the first token.
+                    self.health.end_probe(candidate.health_key, answered)
             ttft = time.perf_counter() - started
             async for batch in self._committed(candidate, started, ttft, batches, held):
                 yield batch

@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from switchyard.common.engine_process import free_port
@@ -45,3 +47,16 @@ async def serve_app(app: Starlette) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def metric_total(router_url: str, name: str, **labels: str) -> float:
+    """The sum of the router's ``name`` samples whose labels include ``labels``, from its
+    /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(router_url + "/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

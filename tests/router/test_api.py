@@ -1,4 +1,5 @@
-"""The router's HTTP API, driven by the official OpenAI SDK, in front of real engines."""
+"""The router's HTTP API, driven by the official OpenAI SDK, in front of real engines;
+and in front of stand-ins that stall, for a client that leaves before the first token."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import grpc
 import httpx
 import openai
 import pytest
+from inprocess_grpc import serve_in_process
 from prometheus_client.parser import text_string_to_metric_families
-from router_harness import KEYS, MAX_BODY_BYTES, free_port, serve_router
+from router_harness import KEYS, MAX_BODY_BYTES, free_port, metric_total, serve_router
+from stalling_upstream import STREAM_HEADERS_AND_ROLE, StallingUpstream
 
 from switchyard.api.client import EngineClient
+from switchyard.api.v1 import engine_pb2, engine_pb2_grpc
 from switchyard.router.config import parse_config
 
 pytestmark = pytest.mark.timeout(900)
@@ -359,6 +363,124 @@ async def test_client_disconnect_aborts_the_engine_request(
     while await _engine_holds(gemma, request_id):
         assert time.monotonic() < deadline, "the engine still runs the abandoned request"
         await asyncio.sleep(0.05)
+
+
+# A client that leaves before the first token: only the router letting go closes the
+# stand-ins' connections within LET_GO_WITHIN_S, as their timeout is STAND_IN_TIMEOUT_S
+# (long beside it, short enough that a router that holds on fails the test, not hangs it).
+LET_GO_WITHIN_S = 2.0
+STAND_IN_TIMEOUT_S = 30
+
+
+async def send_and_leave(router_url: str, body: dict, reached: asyncio.Event) -> None:
+    """Send ``body`` on a connection of its own and close it, unread, once ``reached``
+    says the request got to the engine or provider."""
+    host, port = router_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    payload = json.dumps(body).encode()
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\n"
+        b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (KEYS[0].encode(), len(payload), payload)
+    )
+    await writer.drain()
+    await asyncio.wait_for(reached.wait(), 30)
+    writer.close()
+    await writer.wait_closed()
+
+
+def stalling_provider_config(upstream_url: str) -> dict:
+    """One provider at ``upstream_url``, asked directly or through the named router
+    ``router/stall``."""
+    only = {"id": "only", "model": "openai/gpt-5.5", "weight": 100}
+    return {
+        "auth": {"keys": [KEYS[0]]},
+        "providers": {
+            "openai": {
+                "base_url": upstream_url + "/v1",
+                "models": ["gpt-5.5"],
+                "timeout_s": STAND_IN_TIMEOUT_S,
+            }
+        },
+        "routers": {"stall": {"default_route": {"variants": [only]}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "stream", "preamble"),
+    [
+        ("openai/gpt-5.5", True, b""),
+        ("openai/gpt-5.5", True, STREAM_HEADERS_AND_ROLE),
+        ("openai/gpt-5.5", False, b""),
+        ("router/stall", True, b""),
+        ("router/stall", True, STREAM_HEADERS_AND_ROLE),
+        ("router/stall", False, b""),
+    ],
+    ids=[
+        "direct-stream-no-headers",
+        "direct-stream-no-token",
+        "direct-whole",
+        "routed-stream-no-headers",
+        "routed-stream-no-token",
+        "routed-whole",
+    ],
+)
+async def test_a_client_that_leaves_before_the_first_token_closes_the_provider_connection(
+    model: str, stream: bool, preamble: bytes
+) -> None:
+    async with StallingUpstream(preamble).serving() as upstream:
+        config = parse_config(stalling_provider_config(upstream.url))
+        async with serve_router(config, environ={"OPENAI_API_KEY": "sk-stall"}) as url:
+            body = {"model": model, "messages": FRANCE, "stream": stream}
+            await send_and_leave(url, body, upstream.request_read)
+            await asyncio.wait_for(upstream.closed.wait(), LET_GO_WITHIN_S)
+            assert upstream.requests == 1
+            assert await metric_total(url, "switchyard_router_requests_total", status="499") == 1
+
+
+class StallingEngine(engine_pb2_grpc.EngineServicer):
+    """An engine that serves a model and takes every request without ever answering."""
+
+    def __init__(self) -> None:
+        self.generating = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def GetModelInfo(self, request, context) -> engine_pb2.ModelInfo:
+        return engine_pb2.ModelInfo(served_model_name="stalling")
+
+    async def Generate(self, request, context) -> None:
+        # A coroutine that never writes: a stream that has not sent its first chunk.
+        self.generating.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_a_client_that_leaves_before_the_first_token_cancels_the_engine_call(
+    stream: bool,
+) -> None:
+    engine = StallingEngine()
+    async with serve_in_process(engine) as (target, _):
+        config = parse_config(
+            {
+                "auth": {"keys": [KEYS[0]]},
+                "engines": [{"target": target}],
+                "request_timeout_s": STAND_IN_TIMEOUT_S,
+            }
+        )
+        async with serve_router(config) as url, httpx.AsyncClient(base_url=url) as http:
+            headers = {"Authorization": f"Bearer {KEYS[0]}"}
+            deadline = time.monotonic() + 30
+            while "switchyard/stalling" not in (await http.get("/v1/models", headers=headers)).text:
+                assert time.monotonic() < deadline, "the router never learnt the engine's model"
+                await asyncio.sleep(0.05)
+            body = {"model": "switchyard/stalling", "messages": FRANCE, "stream": stream}
+            await send_and_leave(url, body, engine.generating)
+            await asyncio.wait_for(engine.cancelled.wait(), LET_GO_WITHIN_S)
+            assert await metric_total(url, "switchyard_router_requests_total", status="499") == 1
 
 
 async def test_health_and_ready(http: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from starlette.types import Receive, Send
 
 from switchyard.router.errors import APIError
 from switchyard.router.responses import DONE_FRAME, DisconnectWatch, EventStream
@@ -37,12 +38,21 @@ class FakeClient:
         return [m["body"] for m in self.messages if m["type"] == "http.response.body"]
 
 
+async def respond(
+    first: list[dict], batches: AsyncGenerator[list[dict]], receive: Receive, send: Send
+) -> None:
+    """Send the stream as the router does: in the task that read the request, which
+    started the watch the stream takes over."""
+    stream = EventStream(first, batches, DisconnectWatch(receive))
+    await stream({"type": "http"}, receive, send)
+
+
 async def test_each_batch_is_one_write_and_done_closes_the_body() -> None:
     async def batches() -> AsyncGenerator[list[dict]]:
         yield [{"n": 2}, {"n": "¿3"}]
 
     client = FakeClient()
-    await EventStream([{"n": 1}], batches())({"type": "http"}, client.receive, client.send)
+    await respond([{"n": 1}], batches(), client.receive, client.send)
 
     start = client.messages[0]
     assert (start["type"], start["status"]) == ("http.response.start", 200)
@@ -62,7 +72,7 @@ async def test_a_failure_after_the_start_is_the_last_event() -> None:
         raise APIError(503, "the engine is unavailable", type="server_error")
 
     client = FakeClient()
-    await EventStream([{"n": 1}], batches())({"type": "http"}, client.receive, client.send)
+    await respond([{"n": 1}], batches(), client.receive, client.send)
 
     assert client.bodies[:2] == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n']
     assert client.bodies[2].startswith(b'data: {"error":{"message":"the engine is unavailable"')
@@ -76,7 +86,7 @@ async def test_an_unexpected_failure_is_a_generic_error_event() -> None:
         yield []
 
     client = FakeClient()
-    await EventStream([], batches())({"type": "http"}, client.receive, client.send)
+    await respond([], batches(), client.receive, client.send)
 
     assert b'"code":"internal_error"' in client.bodies[-1]
     assert b"secret" not in b"".join(client.bodies)
@@ -95,9 +105,7 @@ async def test_a_disconnect_closes_the_batches_and_the_response_returns() -> Non
             closed.set()
 
     client = FakeClient()
-    response = asyncio.create_task(
-        EventStream([{"n": 1}], batches())({"type": "http"}, client.receive, client.send)
-    )
+    response = asyncio.create_task(respond([{"n": 1}], batches(), client.receive, client.send))
     await waiting.wait()
     client.disconnect()
     await asyncio.wait_for(response, 5)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import anthropic
-import httpx
 import openai
 import pydantic
 import pytest
 from fake_upstream import FakeUpstream, Reply
-from prometheus_client.parser import text_string_to_metric_families
 from provider_payloads import anthropic_error, anthropic_frame, anthropic_message, anthropic_stream
+from router_harness import metric_total
 
 from switchyard.router.errors import APIError
 from switchyard.router.openai_types import ChatCompletionRequest
@@ -343,19 +342,6 @@ async def test_n_above_one_is_refused_before_anthropic_is_asked(
     assert len(upstream.received) == sent
 
 
-async def _prompt_tokens_counted(router_url: str) -> float:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(router_url + "/metrics")).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "switchyard_router_tokens_total"
-        and sample.labels.get("direction") == "prompt"
-        and sample.labels.get("model") == MODEL
-    )
-
-
 async def test_stream_usage_counts_sent_as_null_keep_their_earlier_values(
     client: openai.AsyncOpenAI, upstream: FakeUpstream, router_url: str
 ) -> None:
@@ -375,7 +361,9 @@ async def test_stream_usage_counts_sent_as_null_keep_their_earlier_values(
     frames = anthropic_stream([{"text": "Hello"}], end=False)
     frames += [anthropic_frame(delta), anthropic_frame({"type": "message_stop"})]
     upstream.queue(Reply(frames=frames))
-    before = await _prompt_tokens_counted(router_url)
+    before = await metric_total(
+        router_url, "switchyard_router_tokens_total", direction="prompt", model=MODEL
+    )
     stream = await client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "x"}],
@@ -386,7 +374,13 @@ async def test_stream_usage_counts_sent_as_null_keep_their_earlier_values(
     # message_start (see anthropic_stream): 25 input tokens and 4 read from the cache.
     assert (usage.prompt_tokens, usage.completion_tokens) == (29, 15)
     assert usage.prompt_tokens_details.cached_tokens == 4
-    assert await _prompt_tokens_counted(router_url) - before == 29
+    assert (
+        await metric_total(
+            router_url, "switchyard_router_tokens_total", direction="prompt", model=MODEL
+        )
+        - before
+        == 29
+    )
 
 
 @pytest.mark.parametrize("partials", [[""], []], ids=["one-empty-delta", "no-delta"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
+import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -144,6 +147,76 @@ async def test_an_idle_connection_the_server_closed_is_replaced_once(client: HTT
             response.release()
             await asyncio.sleep(0.05)  # the close reaches the client while it is idle
     assert server.connections == 3
+
+
+async def test_a_request_the_server_read_is_never_sent_again(client: HTTPClient) -> None:
+    """A pooled connection that drops after the request was written (the provider may be
+    working on it, and billing it) is the caller's failure, not a reason to send it twice."""
+
+    async def handler(reader: Reader, writer: Writer) -> None:
+        server.requests.append(await read_request(reader))
+        writer.write(reply(b"first"))
+        await writer.drain()
+        server.requests.append(await read_request(reader))  # on the pooled connection
+        await asyncio.sleep(0.2)  # works on it a while, then the connection drops
+
+    async with serving(handler) as (server, url):
+        response = await client.post(url, {}, b'{"n":1}', 5)
+        assert await response.read() == b"first"
+        response.release()
+        with pytest.raises(TransportError, match="closed before the response ended"):
+            await client.post(url, {}, b'{"n":2}', 5)
+    assert [body for _, body in server.requests] == [b'{"n":1}', b'{"n":2}']
+    assert server.connections == 1
+
+
+async def _receive_request(connection: socket.socket) -> bytes:
+    """The body of the one request that arrives on ``connection``."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await loop.sock_recv(connection, 65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += await loop.sock_recv(connection, 65536)
+    return body
+
+
+async def test_a_request_whose_write_fails_on_a_reset_pooled_connection_goes_on_a_new_one(
+    client: HTTPClient,
+) -> None:
+    """The server reset the idle connection before the client's loop noticed: the write
+    fails at once, so the request never left and is sent, once, on a new connection."""
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        bodies: list[bytes] = []
+
+        async def accept_and_answer(answer: bytes) -> socket.socket:
+            connection, _ = await loop.sock_accept(listener)
+            bodies.append(await _receive_request(connection))
+            await loop.sock_sendall(connection, reply(answer))
+            return connection
+
+        serving_first = asyncio.create_task(accept_and_answer(b"one"))
+        response = await client.post(url, {}, b'{"n":1}', 5)
+        assert await response.read() == b"one"
+        response.release()
+        first = await serving_first
+
+        serving_second = asyncio.create_task(accept_and_answer(b"two"))
+        await asyncio.sleep(0)  # it waits for a connection
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        first.close()  # a reset, which the client's loop gets no turn to read before the post
+        # Blocking, so that the loop does not run: the reset reaches the client's socket.
+        time.sleep(0.05)
+        response = await client.post(url, {}, b'{"n":2}', 5)
+        assert await response.read() == b"two"
+        response.release()
+        (await serving_second).close()
+    assert bodies == [b'{"n":1}', b'{"n":2}']
 
 
 async def test_a_response_cut_short_fails_and_is_not_sent_again(client: HTTPClient) -> None:

@@ -4,6 +4,7 @@ and everything the providers share: error statuses, broken streams, disconnects,
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httpx
@@ -11,7 +12,9 @@ import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
 from provider_payloads import openai_completion, openai_error, openai_frame, openai_stream
+from router_harness import serve_router
 
+from switchyard.router.config import parse_config
 from switchyard.router.providers.upstream import SSEEvent, SSEParser
 
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -177,6 +180,52 @@ async def test_unreachable_provider_is_502(client: openai.AsyncOpenAI) -> None:
         await client.chat.completions.create(model="unreachable/m", messages=HELLO)
     assert error.value.status_code == 502
     assert "could not reach the unreachable provider" in error.value.message
+
+
+async def test_a_provider_that_drops_the_connection_after_reading_the_request_gets_it_once() -> (
+    None
+):
+    """The first request leaves a kept-alive connection in the pool; the provider reads
+    the second on it, works a while and drops the connection. It was sent: the client
+    gets a 502, and the provider never a second copy of it."""
+    bodies: list[dict] = []
+
+    async def provider(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                bodies.append(json.loads(await reader.readexactly(length)))
+                if len(bodies) > 1:
+                    await asyncio.sleep(0.2)
+                    return
+                answer = json.dumps(openai_completion("first")).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer))
+                writer.write(answer)
+        except asyncio.IncompleteReadError:
+            pass  # the router closed a connection it had no more requests for
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(provider, "127.0.0.1", 0)
+    base_url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1"
+    config = parse_config({"providers": {"openai": {"base_url": base_url, "models": ["gpt-5.5"]}}})
+    environ = {"OPENAI_API_KEY": "sk-drop"}
+    try:
+        async with (
+            serve_router(config, environ=environ, insecure_no_auth=True) as url,
+            openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0) as sdk,
+        ):
+            first = await sdk.chat.completions.create(model="openai/gpt-5.5", messages=HELLO)
+            assert first.choices[0].message.content == "first"
+            with pytest.raises(openai.InternalServerError) as error:
+                await sdk.chat.completions.create(
+                    model="openai/gpt-5.5", messages=[{"role": "user", "content": "again"}]
+                )
+    finally:
+        listener.close()
+    assert error.value.status_code == 502
+    assert [body["messages"][0]["content"] for body in bodies] == ["Say hello.", "again"]
 
 
 async def test_provider_that_does_not_answer_in_time_is_504(
