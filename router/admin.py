@@ -67,7 +67,7 @@ class Admin:
                 "SWITCHYARD_ADMIN_KEYS) to turn it on",
                 code="admin_disabled",
             )
-        self._keys.check(request.headers.get("authorization"))
+        self._keys.check(request.headers.getlist("authorization"))
 
     def _routers_data(self) -> dict[str, Any]:
         return {

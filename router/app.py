@@ -94,7 +94,7 @@ class Router:
         # Once a stream is set up, its wrapper reports the request to the metrics.
         streaming = False
         try:
-            self.keys.check(request.headers.get("authorization"))
+            self.keys.check(request.headers.getlist("authorization"))
             raw, body = parse_body(await read_body(request, self._max_body_bytes), model)
             request_id = _request_id()
             backend = self._sole_backend(raw, body, endpoint, request_id)
@@ -255,7 +255,7 @@ class Router:
 
     async def models(self, request: Request) -> Response:
         try:
-            self.keys.check(request.headers.get("authorization"))
+            self.keys.check(request.headers.getlist("authorization"))
         except APIError as error:
             return error.response()
         data = [

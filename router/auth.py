@@ -28,11 +28,23 @@ class KeyChecker:
         self._keys = [key.encode() for key in keys]
         self.enabled = not insecure_no_auth
 
-    def check(self, authorization: str | None) -> None:
-        """Raise a 401 unless the header carries one of the keys."""
+    def check(self, authorization: Sequence[str]) -> None:
+        """Raise a 401 unless the request's one ``Authorization`` header (``authorization``
+        holds every one it sent) carries one of the keys.
+
+        Two headers are refused even when one carries a key: servers and proxies differ
+        in which one they take, so a request whose credentials read differently along
+        the way is not one to serve."""
         if not self.enabled:
             return
-        scheme, _, token = (authorization or "").partition(" ")
+        if len(authorization) > 1:
+            raise APIError(
+                401,
+                f"{len(authorization)} Authorization headers: send exactly one",
+                type="authentication_error",
+                code="multiple_authorization_headers",
+            )
+        scheme, _, token = (authorization[0] if authorization else "").partition(" ")
         candidate = token.strip().encode()
         matched = False
         for key in self._keys:

@@ -35,6 +35,17 @@ class Call(Protocol):
 class Backend(Call, Protocol):
     """One request to one target; what a fallback run tries, records and cools down."""
 
+    def complete(self, first_token_timeout_s: float | None = None) -> Awaitable[Json]:
+        """The whole response object; raises APIError, a 504 when no token came within
+        ``first_token_timeout_s``.
+
+        Only an engine's answer has a first token to wait for: the router reads it as a
+        gRPC stream even when the client asked for no stream. A provider's non-streaming
+        answer arrives whole (its headers too) once all of it is generated, so there is
+        nothing a first-token limit could bound but the whole generation: providers
+        ignore it."""
+        ...
+
     @property
     def model(self) -> str:
         """The id clients use: ``openai/gpt-5.5``, ``switchyard/gemma-3-270m``."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,10 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from switchyard.common.validation import describe
 from switchyard.router.providers.catalog import KNOWN_PROVIDERS, Protocol, ResolvedProvider
 from switchyard.router.providers.engine import MODEL_PREFIX
+from switchyard.router.providers.http_client import DEFAULT_MAX_CONNECTIONS_PER_ORIGIN
+from switchyard.router.providers.proxy_env import proxy_variable
 from switchyard.router.replicas import ReplicaPolicy
 from switchyard.router.routing.config import NAME, NAME_RULE, NamedRouterConfig, VariantConfig
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
+# A whole provider response larger than this is a 502: generous for any completion (a
+# long answer with logprobs is a few MiB), bounded against a provider that never stops.
+DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
 DEFAULT_KEYS_ENV = "SWITCHYARD_API_KEYS"
 DEFAULT_ADMIN_KEYS_ENV = "SWITCHYARD_ADMIN_KEYS"
 # Provider names prefix model ids (``openai/gpt-5.5``): lower-case, no slash.
@@ -112,6 +118,8 @@ class ProviderConfig(_Strict):
     models: list[str] = Field(min_length=1)
     # Deadline of one upstream call, streaming included; None waits as long as it takes.
     timeout_s: float | None = Field(default=600.0, gt=0)
+    # Largest non-streaming response body taken from it; a larger one is a 502.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     # What each model costs, for `provider.sort: price` and `model: "auto"`.
     prices: dict[str, Price] = {}
 
@@ -147,14 +155,23 @@ class ProviderConfig(_Strict):
                 raise ConfigError(
                     f"providers.{name}.api_key_env: the environment variable {key_env} is not set"
                 )
+        # known is None only off the catalog, where RouterConfig requires both fields.
+        base_url = self.base_url or known.base_url  # type: ignore[union-attr]
+        proxy = proxy_variable(base_url, environ)
+        if proxy is not None:
+            raise ConfigError(
+                f"providers.{name}: {proxy} is set, but the router connects to providers "
+                f"directly, not through a proxy; unset {proxy} or exempt "
+                f"{urlsplit(base_url).hostname} in NO_PROXY"
+            )
         return ResolvedProvider(
             name=name,
-            # known is None only off the catalog, where RouterConfig requires both fields.
             protocol=self.protocol or known.protocol,  # type: ignore[union-attr]
-            base_url=self.base_url or known.base_url,  # type: ignore[union-attr]
+            base_url=base_url,
             api_key=api_key,
             models=tuple(self.models),
             timeout_s=self.timeout_s,
+            max_response_bytes=self.max_response_bytes,
             prices={m: p.prompt + p.completion for m, p in self.prices.items()},
             single_choice=known is not None and known.single_choice,
         )
@@ -167,6 +184,8 @@ class RouterConfig(_Strict):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     # Deadline of one engine call, streaming included; None waits as long as it takes.
     request_timeout_s: float | None = Field(default=600.0, gt=0)
+    # Connections open at once to one provider origin; more requests wait for one.
+    provider_connections_per_origin: int = Field(default=DEFAULT_MAX_CONNECTIONS_PER_ORIGIN, gt=0)
     # How a request picks among engines serving the same model.
     replica_policy: ReplicaPolicy = "cache_aware"
     health: HealthConfig = HealthConfig()

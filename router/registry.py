@@ -56,7 +56,7 @@ class Registry:
         self.engines: list[Engine] = []
         self._by_model: dict[str, FirstPartyModel] = {}
         # One client, one keep-alive pool per origin, for every provider.
-        self.upstream = UpstreamClient(redact)
+        self.upstream = UpstreamClient(redact, config.provider_connections_per_origin)
         self.provider_models = {
             f"{p.name}/{model}": ProviderModel(p, ADAPTERS[p.protocol], model, self.upstream)
             for p in providers

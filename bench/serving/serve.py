@@ -230,13 +230,15 @@ async def run_serve(
     slos = parse_slos(settings.goodput) if settings.goodput else None
     base = Load(settings.request_rate, settings.burstiness, settings.max_concurrency)
     loads = sweep_loads(base, settings.sweep)
+    # Before the tokenizer and the workload, which take seconds (minutes from a hub):
+    # a target that is down says so at once.
+    if (failure := await unreachable(settings.target, settings.connect_timeout_s)) is not None:
+        raise target_error(f"could not connect to --target {settings.target}", *failure)
     if requests is None:
         tokenizer = workload_tokenizer(settings)
         requests = build_workload(settings, tokenizer)
     else:
         tokenizer = load_tokenizer(settings.tokenizer) if settings.tokenizer else None
-    if (failure := await unreachable(settings.target, settings.connect_timeout_s)) is not None:
-        raise target_error("could not connect to --target", *failure)
     backend = make_backend(settings, api_key, tokenizer)
     scrape = make_scraper(settings.target, api_key)
     progress = progress or RunProgress()

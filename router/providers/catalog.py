@@ -60,6 +60,8 @@ class ResolvedProvider:
     api_key: str | None
     models: tuple[str, ...]
     timeout_s: float | None
+    # Longest whole (non-streaming) response body taken from the provider.
+    max_response_bytes: int
     # USD per million tokens (prompt + completion) by model, where configured.
     prices: dict[str, float] = field(default_factory=dict)
     # Whether the host serves one choice per request only (see KnownProvider).

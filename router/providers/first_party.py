@@ -5,14 +5,18 @@ to first token is the engine's. The engine call is iterated inside the generator
 produces the response: when the HTTP client goes away, the server cancels that
 generator, which cancels the gRPC call, which aborts the request in the engine and frees
 its KV cache.
+
+A response's ``model`` is the id the client asked for (``router/<name>``, or a bare
+served name), not the engine's ``switchyard/<name>``, as with every provider.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import grpc
@@ -230,7 +234,7 @@ def engine_request(
 
 async def _engine_stream(
     engine: Engine, request: engine_pb2.GenerateRequest
-) -> AsyncIterator[engine_pb2.GenerateResponse]:
+) -> AsyncGenerator[engine_pb2.GenerateResponse]:
     try:
         async for response in engine.client.stream(request):
             yield response
@@ -255,13 +259,12 @@ async def stream(
     first batch learns of a refused request while it can still answer with a status.
     """
     shape = shape_for(request)
-    model = engine.model_id
     include_usage = request.include_usage
     envelope = {
         "id": shape.id_prefix + request_id,
         "object": shape.chunk_object,
         "created": int(time.time()),
-        "model": model,
+        "model": request.model,
     }
 
     def event(choices: list[Json]) -> Json:
@@ -292,24 +295,41 @@ async def stream(
 
 
 async def complete(
-    engine: Engine, request: ChatCompletionRequest | CompletionRequest, request_id: str
+    engine: Engine,
+    request: ChatCompletionRequest | CompletionRequest,
+    request_id: str,
+    first_token_timeout_s: float | None = None,
 ) -> Json:
-    """The whole response object of a non-streaming request."""
+    """The whole response object of a non-streaming request; a 504 when the engine sends
+    no text within ``first_token_timeout_s`` (its call cancelled), which a fallback chain
+    takes as it takes a stream's."""
     shape = shape_for(request)
     text = ""
     entries: list[engine_pb2.TokenLogprob] = []
-    async for response in _engine_stream(engine, engine_request(request, request_id)):
-        if response.HasField("chunk"):
-            text += response.chunk.text
-            entries.extend(response.chunk.logprobs)
-            continue
-        complete_ = response.complete
-        return {
-            "id": shape.id_prefix + request_id,
-            "object": shape.final_object,
-            "created": int(time.time()),
-            "model": engine.model_id,
-            "choices": [shape.choice(text, shape.logprobs(entries, 0), finish_reason(complete_))],
-            "usage": usage(complete_, speculates(engine)),
-        }
+    responses = _engine_stream(engine, engine_request(request, request_id))
+    try:
+        async with asyncio.timeout(first_token_timeout_s) as first_token:
+            async for response in responses:
+                if response.HasField("chunk"):
+                    if response.chunk.text and not text:
+                        first_token.reschedule(None)
+                    text += response.chunk.text
+                    entries.extend(response.chunk.logprobs)
+                    continue
+                complete_ = response.complete
+                logprobs = shape.logprobs(entries, 0)
+                return {
+                    "id": shape.id_prefix + request_id,
+                    "object": shape.final_object,
+                    "created": int(time.time()),
+                    "model": request.model,
+                    "choices": [shape.choice(text, logprobs, finish_reason(complete_))],
+                    "usage": usage(complete_, speculates(engine)),
+                }
+    except TimeoutError:
+        raise server_error(
+            504, f"{engine.model_id} sent no token in time", "upstream_timeout"
+        ) from None
+    finally:
+        await responses.aclose()
     raise server_error(502, "the engine ended the stream without a result", "engine_error")

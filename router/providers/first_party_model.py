@@ -92,14 +92,15 @@ class EngineBackend:
     def health_key(self) -> str:
         return self._engine.health_key
 
-    async def complete(self) -> Json:
+    async def complete(self, first_token_timeout_s: float | None = None) -> Json:
+        engine, body, request_id = self._engine, self._body, self._request_id
         if self._replicas is None:
-            return await first_party.complete(self._engine, self._body, self._request_id)
-        self._replicas.started(self._engine, self._prompt)
+            return await first_party.complete(engine, body, request_id, first_token_timeout_s)
+        self._replicas.started(engine, self._prompt)
         try:
-            return await first_party.complete(self._engine, self._body, self._request_id)
+            return await first_party.complete(engine, body, request_id, first_token_timeout_s)
         finally:
-            self._replicas.finished(self._engine)
+            self._replicas.finished(engine)
 
     def stream(self) -> AsyncGenerator[list[Json]]:
         events = first_party.stream(self._engine, self._body, self._request_id)

@@ -1,6 +1,11 @@
 """HTTP/1.1 to providers: a keep-alive pool per origin, TLS, request bodies sent whole,
 responses read whole or streamed as they arrive, and one deadline per exchange.
 
+At most ``max_connections_per_origin`` connections (256 unless configured) are open to
+one origin at once, idle ones included: a request that finds them all busy waits for one
+to come free, within its deadline, rather than opening another, so a burst of requests
+cannot open thousands of sockets to one provider.
+
 It replaces a general-purpose client on the router's hot path. Per request that client
 built a URL object, a request object, merged headers, entered trace and timer contexts
 and picked a payload writer: about a third of the router's own time, more than the
@@ -31,13 +36,17 @@ import httptools
 
 # Unread response bytes at which the socket stops being read until the reader catches up.
 PAUSE_READING_BYTES = 1 << 20
-# Idle keep-alive connections kept per origin; more are closed when released.
-MAX_IDLE_PER_ORIGIN = 256
+# Connections open at once to one origin, in use or idle, unless the client is told otherwise.
+DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 256
 
 
 class TransportError(Exception):
     """The exchange failed below HTTP: the connection was refused, reset or closed before
     the response ended, or the response could not be parsed."""
+
+
+class BodyTooLarge(Exception):
+    """The response body is longer than its reader takes; the rest of it is not read."""
 
 
 class _NotSent(TransportError):
@@ -214,6 +223,18 @@ class Response:
                 return body if limit is None else body[:limit]
             await connection.wait()
 
+    async def read_whole(self, max_bytes: int) -> bytes:
+        """The whole body; BodyTooLarge when it is longer than ``max_bytes``, known from
+        Content-Length before any of it is read, else once the bytes read pass it, so no
+        more than ``max_bytes`` and one socket read's worth is ever held."""
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise BodyTooLarge(f"the body is {declared} bytes, over {max_bytes}")
+        body = await self.read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise BodyTooLarge(f"the body is over {max_bytes} bytes")
+        return body
+
     async def read_some(self) -> bytes:
         """The body bytes that arrived since the last call (several network reads when
         the reader fell behind), waiting for some; ``b""`` once the body has ended."""
@@ -233,8 +254,17 @@ class Response:
 class HTTPClient:
     """The router's connections to providers; opened on the serving loop."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections_per_origin: int = DEFAULT_MAX_CONNECTIONS_PER_ORIGIN,
+    ) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
+        # Every connection open (or being opened) to an origin, idle ones included.
+        self._open: dict[Origin, set[_Connection]] = {}
+        # Requests waiting for a connection to an origin that is at its cap, oldest first.
+        self._waiting: dict[Origin, deque[asyncio.Future[None]]] = {}
+        self._max_connections = max_connections_per_origin
         self._deadlines: dict[_Connection, asyncio.TimerHandle] = {}
         # Certificates are verified against the system's trust store unless a context
         # (a private CA, say) is given.
@@ -244,8 +274,9 @@ class HTTPClient:
         self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float | None
     ) -> Response:
         """Send the request; the response once its headers have arrived. Raises
-        TransportError or, past ``timeout_s`` from now (which also bounds reading the
-        body), TimeoutError; ValueError for a header value with a line break."""
+        TransportError or, past ``timeout_s`` from now (which also bounds waiting for a
+        free connection and reading the body), TimeoutError; ValueError for a header
+        value with a line break."""
         origin, target, host = _split(url)
         head = [b"POST ", target.encode(), b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
         for name, value in headers.items():
@@ -256,13 +287,13 @@ class HTTPClient:
         request = b"".join(head)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        pooled = self._pooled(origin)
-        if pooled is not None:
+        connection, pooled = await self._acquire(origin, deadline, reuse=True)
+        if pooled:
             try:
-                return await self._exchange(origin, pooled, request, deadline)
+                return await self._exchange(origin, connection, request, deadline)
             except _NotSent:
-                pass  # the provider had closed the idle connection: on a new one
-        connection = await self._connect(origin, deadline)
+                # The provider had closed the idle connection: on a new one.
+                connection, _ = await self._acquire(origin, deadline, reuse=False)
         return await self._exchange(origin, connection, request, deadline)
 
     async def _exchange(
@@ -289,6 +320,58 @@ class HTTPClient:
             raise
         return Response(self, origin, connection)
 
+    async def _acquire(
+        self, origin: Origin, deadline: float | None, *, reuse: bool
+    ) -> tuple[_Connection, bool]:
+        """A connection to ``origin`` and whether it was pooled: an idle one if ``reuse``
+        and one is open, else a new one once the origin is under its cap, waiting until
+        ``deadline`` for a connection to come free."""
+        while True:
+            if reuse and (pooled := self._pooled(origin)) is not None:
+                return pooled, True
+            connections = self._open.setdefault(origin, set())
+            if len(connections) < self._max_connections:
+                connection = _Connection()
+                connections.add(connection)  # its place is taken while it connects
+                try:
+                    await self._connect(origin, connection, deadline)
+                except BaseException:
+                    self._forget(origin, connection)
+                    raise
+                return connection, False
+            idle = self._idle.get(origin)
+            if idle:  # a new connection is wanted, not these: one makes room
+                self._discard(origin, idle.pop())
+                continue
+            await self._wait_for_room(origin, deadline)
+
+    async def _wait_for_room(self, origin: Origin, deadline: float | None) -> None:
+        """Until a connection to ``origin`` is released or closed; TimeoutError at
+        ``deadline``."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(origin, deque())
+        waiting.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake(origin)  # woken, but it will not take the room: the next may
+            elif waiter in waiting:
+                waiting.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise TimeoutError("no connection to the provider came free in time") from None
+            raise
+
+    def _wake(self, origin: Origin) -> None:
+        """Tell the longest-waiting request for ``origin`` that it may find room now."""
+        waiting = self._waiting.get(origin)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def _pooled(self, origin: Origin) -> _Connection | None:
         """An idle connection to ``origin`` that is still open, as far as is known yet."""
         idle = self._idle.get(origin)
@@ -297,46 +380,61 @@ class HTTPClient:
             transport = connection.transport
             if not connection.closed and transport is not None and not transport.is_closing():
                 return connection
+            self._forget(origin, connection)
         return None
 
-    async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
+    async def _connect(
+        self, origin: Origin, connection: _Connection, deadline: float | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         secure = origin.scheme == "https"
         if secure and self._ssl is None:
             self._ssl = ssl.create_default_context()
         connecting = loop.create_connection(
-            _Connection,
+            lambda: connection,
             origin.host,
             origin.port,
             ssl=self._ssl if secure else None,
             server_hostname=origin.host if secure else None,
         )
         try:
-            if deadline is None:
-                _, connection = await connecting
-            else:
-                async with asyncio.timeout_at(deadline):
-                    _, connection = await connecting
+            async with asyncio.timeout_at(deadline):
+                await connecting
         except OSError as error:  # refused, unreachable, DNS, TLS (ssl.SSLError is one)
             raise TransportError(f"could not connect: {error}") from None
-        return connection
 
     def _release(self, origin: Origin, connection: _Connection) -> None:
         deadline = self._deadlines.pop(connection, None)
         if deadline is not None:
             deadline.cancel()
-        idle = self._idle.setdefault(origin, [])
-        if connection.reusable() and len(idle) < MAX_IDLE_PER_ORIGIN:
-            idle.append(connection)
+        if connection.reusable() and connection in self._open.get(origin, ()):
+            self._idle.setdefault(origin, []).append(connection)
+            self._wake(origin)
         else:
-            connection.abort()
+            self._discard(origin, connection)
+
+    def _discard(self, origin: Origin, connection: _Connection) -> None:
+        connection.abort()
+        self._forget(origin, connection)
+
+    def _forget(self, origin: Origin, connection: _Connection) -> None:
+        """Free the place of a connection that is closed, or was never opened."""
+        connections = self._open.get(origin)
+        if connections is not None and connection in connections:
+            connections.remove(connection)
+            self._wake(origin)
 
     async def close(self) -> None:
-        for idle in self._idle.values():
-            for connection in idle:
+        for connections in self._open.values():
+            for connection in connections:
                 connection.abort()
+        self._open.clear()
         self._idle.clear()
-        for connection, deadline in self._deadlines.items():
+        for deadline in self._deadlines.values():
             deadline.cancel()
-            connection.abort()
         self._deadlines.clear()
+        for waiting in self._waiting.values():
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_exception(TransportError("the provider client was closed"))
+        self._waiting.clear()

@@ -25,7 +25,12 @@ from switchyard.router.backend import Backend
 from switchyard.router.errors import APIError, server_error, unsupported
 from switchyard.router.openai_types import Endpoint, OpenAIRequest
 from switchyard.router.providers.catalog import ResolvedProvider
-from switchyard.router.providers.http_client import HTTPClient, Response, TransportError
+from switchyard.router.providers.http_client import (
+    BodyTooLarge,
+    HTTPClient,
+    Response,
+    TransportError,
+)
 from switchyard.router.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -94,11 +99,15 @@ class Adapter(ABC):
 
     @abstractmethod
     def response(self, data: Json, model_id: str, request_id: str) -> Json:
-        """The OpenAI response object of a whole (non-streaming) provider response."""
+        """The OpenAI response object of a whole (non-streaming) provider response.
+
+        ``model_id`` is what its ``model`` says: the id the client asked for (a named
+        router's ``router/<name>`` included), as on every chunk of a stream; which model
+        served a routed request is in its ``metadata.attempts``."""
 
     @abstractmethod
     def stream(self, model_id: str, request: OpenAIRequest, request_id: str) -> StreamTranslator:
-        """A translator for one streamed response."""
+        """A translator for one streamed response; ``model_id`` as for :meth:`response`."""
 
     @abstractmethod
     def error_message(self, data: Any) -> str | None:
@@ -183,7 +192,8 @@ class ProviderBackend:
     def health_key(self) -> str:
         return self._target.provider.name
 
-    def complete(self) -> Coroutine[Any, Any, Json]:
+    def complete(self, first_token_timeout_s: float | None = None) -> Coroutine[Any, Any, Json]:
+        # No first token arrives before the whole answer (see Backend.complete).
         target = self._target
         return target.client.complete(
             target, self._raw, self._body, self._endpoint, self._request_id
@@ -232,12 +242,13 @@ class UpstreamClient:
     A provider's words reach the router's errors in two places only, an error status's
     body and an error event in a stream; both pass through ``redact`` there."""
 
-    def __init__(self, redact: Redactor) -> None:
+    def __init__(self, redact: Redactor, max_connections_per_origin: int) -> None:
         self._http: HTTPClient | None = None
         self._redact = redact
+        self._max_connections_per_origin = max_connections_per_origin
 
     def open(self) -> None:
-        self._http = HTTPClient()
+        self._http = HTTPClient(max_connections_per_origin=self._max_connections_per_origin)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -301,8 +312,18 @@ class UpstreamClient:
         request_id: str,
     ) -> Json:
         response = await self._post(target, body, request, endpoint)
+        provider = target.provider
         try:
-            data = wire_json.loads(await response.read())
+            data = wire_json.loads(await response.read_whole(provider.max_response_bytes))
+        except BodyTooLarge as error:
+            log.warning("%s: response refused: %s", provider.name, error)
+            raise server_error(
+                502,
+                f"{provider.name} sent a response larger than the router accepts "
+                f"({provider.max_response_bytes} bytes, providers.{provider.name}"
+                ".max_response_bytes)",
+                "upstream_response_too_large",
+            ) from None
         except (TransportError, TimeoutError, wire_json.DecodeError, RecursionError):
             data = None
         finally:
@@ -311,7 +332,7 @@ class UpstreamClient:
             raise server_error(
                 502, f"{target.provider.name} sent an unreadable response", "bad_upstream_response"
             )
-        return target.adapter.response(data, target.model_id, request_id)
+        return target.adapter.response(data, request.model, request_id)
 
     async def stream(
         self,
@@ -330,7 +351,7 @@ class UpstreamClient:
         answer with a status.
         """
         response = await self._post(target, body, request, endpoint)
-        translator = target.adapter.stream(target.model_id, request, request_id)
+        translator = target.adapter.stream(request.model, request, request_id)
         parser = SSEParser()
         try:
             ended = False

@@ -2,10 +2,12 @@
 
 Candidates are tried in order; a failure that another model might not have (429, 5xx,
 a connection error, a timeout, no first token within ``ttft_timeout``) moves on to the
-next one, as long as nothing has reached the client yet. A stream is committed to a
-candidate at its first token: what came before (a role chunk) is held back, so a
-candidate that stalls before its first token can still be abandoned. After the commit
-a failure can only end the stream with an error event.
+next one, as long as nothing has reached the client yet. The first-token limit holds
+for streams and for whole answers that arrive token by token (an engine's); a
+provider's whole answer has no first token before its end (see ``Backend.complete``).
+A stream is committed to a candidate at its first token: what came before (a role
+chunk) is held back, so a candidate that stalls before its first token can still be
+abandoned. After the commit a failure can only end the stream with an error event.
 
 A candidate whose target's cooldown has just ended is tried by one request only, the
 probe (see ``health``); each candidate's availability is judged when its turn comes, so
@@ -130,7 +132,7 @@ class FallbackRun:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout_at(self._deadline(self.limits.attempt_timeout_s)):
-                    result = await candidate.complete()
+                    result = await candidate.complete(self.limits.ttft_timeout_s)
             except TimeoutError:
                 last = server_error(504, f"{candidate.model} timed out", "upstream_timeout")
                 self._record(candidate, started, 504, last.message)

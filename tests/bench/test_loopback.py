@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import re
+import socket
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from injected_truth import assert_matches, in_one_of
 from loopback_server import API_KEY, PROMPT_TOKENS, FakeServer
 from rich.console import Console
 
+from switchyard.bench.serving import serve
 from switchyard.bench.serving.metrics import compute_metrics, parse_slos
 from switchyard.bench.serving.openai_backend import OpenAIBackend
 from switchyard.bench.serving.progress import RunProgress
@@ -122,9 +124,30 @@ async def test_unreachable_target_stops_the_run(
         target=f"{scheme}://127.0.0.1:{port}", model="fake", request_rate=20, connect_timeout_s=0.3
     )
     started = time.perf_counter()
-    with pytest.raises(TargetError, match=rf"could not connect to --target \({kind}: .*--target"):
+    expected = rf"could not connect to --target {scheme}://127\.0\.0\.1:{port} \({kind}: .*--target"
+    with pytest.raises(TargetError, match=expected):
         await run_serve(settings, requests=[_request() for _ in range(100)])
     assert time.perf_counter() - started < 2  # not the request timeout, nor the schedule's 5 s
+
+
+def test_a_down_target_stops_the_cli_before_the_tokenizer_or_workload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def untouchable(*args: object, **kwargs: object) -> None:
+        raise AssertionError("touched before --target was checked")
+
+    monkeypatch.setattr(serve, "load_tokenizer", untouchable)
+    monkeypatch.setattr(serve, "build_workload", untouchable)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused
+        target = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        started = time.perf_counter()
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "serve", "--target", target, "--model", "org/some-model"])
+    message = str(exit_.value.code)
+    assert message.startswith(f"error: could not connect to --target {target} (connection: ")
+    assert "\n" not in message
+    assert time.perf_counter() - started < 5  # seconds, where the tokenizer alone took 9
 
 
 async def test_a_first_request_that_cannot_connect_stops_the_run(unanswered_port: int) -> None:

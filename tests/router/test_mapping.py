@@ -287,13 +287,16 @@ def test_engine_errors_map_to_statuses(
 
 def test_key_checker_accepts_any_configured_key() -> None:
     keys = KeyChecker(["k1", "k2"])
-    keys.check("Bearer k1")
-    keys.check("bearer k2")
-    for header in (None, "", "Bearer", "Bearer k3", "Basic k1", "k1", "Bearer k1k2"):
+    keys.check(["Bearer k1"])
+    keys.check(["bearer k2"])
+    for header in ("", "Bearer", "Bearer k3", "Basic k1", "k1", "Bearer k1k2"):
         with pytest.raises(APIError) as error:
-            keys.check(header)
+            keys.check([header])
         assert error.value.status == 401
-    KeyChecker([], insecure_no_auth=True).check(None)
+    with pytest.raises(APIError) as error:
+        keys.check([])
+    assert error.value.status == 401
+    KeyChecker([], insecure_no_auth=True).check([])
     with pytest.raises(InsecureConfigError):
         KeyChecker([])
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from switchyard.api.v1 import engine_pb2
 from switchyard.router.openai_types import CompletionRequest
 from switchyard.router.providers.engine import Engine
@@ -72,3 +74,18 @@ async def test_several_replicas_take_a_choice_and_count_the_chosen_one() -> None
     await events.aclose()
     assert _in_flight(model) == [0, 0]
     assert model.replicas.snapshot()[index]["indexed_blocks"] == 2
+
+
+@pytest.mark.parametrize("asked", ["router/r", "m", "switchyard/m"])
+async def test_the_answer_names_the_model_the_client_asked_for(asked: str) -> None:
+    """Whole or streamed, ``model`` is the id in the request (a named router's too), not
+    the engine's ``switchyard/m``."""
+    for stream in (False, True):
+        body = CompletionRequest(model=asked, prompt=PROMPT, stream=stream)
+        backend = _model("a").sole_backend({}, body, "completions", "r1")
+        assert backend is not None
+        if stream:
+            chunks = [chunk async for batch in backend.stream() for chunk in batch]
+            assert {chunk["model"] for chunk in chunks} == {asked}
+        else:
+            assert (await backend.complete())["model"] == asked

@@ -9,8 +9,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,67 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from raw_http import EndlessBody, Reader, Writer, answers_once, read_request, reply, serving
 
-from switchyard.router.providers.http_client import HTTPClient, TransportError
-
-Reader = asyncio.StreamReader
-Writer = asyncio.StreamWriter
-Handler = Callable[[Reader, Writer], Awaitable[None]]
-
-
-async def read_request(reader: Reader) -> tuple[bytes, bytes]:
-    """The head and the body of one request (the client always sends Content-Length)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    return head, await reader.readexactly(length)
-
-
-def reply(body: bytes, status: str = "200 OK", extra: bytes = b"") -> bytes:
-    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + extra + b"\r\n" + body
-
-
-def answers_once(raw: bytes) -> Handler:
-    """Reads one request, writes ``raw``, then closes the connection without saying so
-    (no "Connection: close"), as servers do on an idle timeout."""
-
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await read_request(reader)
-        writer.write(raw)
-        await writer.drain()
-
-    return handler
-
-
-class Server:
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[tuple[bytes, bytes]] = []
-
-    async def handle(self, reader: Reader, writer: Writer) -> None:
-        self.connections += 1
-        try:
-            await self.handler(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def serving(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator:
-    server = Server(handler)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=ssl_context)
-    port = listener.sockets[0].getsockname()[1]
-    scheme = "https" if ssl_context else "http"
-    try:
-        yield server, f"{scheme}://127.0.0.1:{port}"
-    finally:
-        listener.close()
+from switchyard.router.providers.http_client import BodyTooLarge, HTTPClient, TransportError
 
 
 @pytest.fixture
@@ -139,13 +80,19 @@ async def test_a_chunked_stream_arrives_piece_by_piece(client: HTTPClient) -> No
     assert server.connections == 1
 
 
+async def exchange_with_one_shot_server(client: HTTPClient, url: str, times: int) -> None:
+    """Requests to a server that closes each connection after one answer, each sent once
+    the close has reached the client's idle connection."""
+    for _ in range(times):
+        response = await client.post(url, {}, b"{}", 5)
+        assert await response.read() == b"one request per connection"
+        response.release()
+        await asyncio.sleep(0.05)
+
+
 async def test_an_idle_connection_the_server_closed_is_replaced_once(client: HTTPClient) -> None:
     async with serving(answers_once(reply(b"one request per connection"))) as (server, url):
-        for _ in range(3):
-            response = await client.post(url, {}, b"{}", 5)
-            assert await response.read() == b"one request per connection"
-            response.release()
-            await asyncio.sleep(0.05)  # the close reaches the client while it is idle
+        await exchange_with_one_shot_server(client, url, times=3)
     assert server.connections == 3
 
 
@@ -293,6 +240,100 @@ async def test_failures_below_http_are_transport_errors(client: HTTPClient) -> N
         await client.post(url, {}, b"{}", 5)
     with pytest.raises(ValueError, match="line breaks"):
         await client.post(url, {"X-Key": "k\r\nInjected: 1"}, b"{}", 5)
+
+
+async def test_requests_beyond_the_connection_cap_wait_for_a_free_one() -> None:
+    answer = asyncio.Event()
+
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:  # keep-alive: one request after another on the connection
+            server.requests.append(await read_request(reader))
+            await answer.wait()
+            writer.write(reply(b"done"))
+            await writer.drain()
+
+    http = HTTPClient(max_connections_per_origin=2)
+
+    async def one(url: str) -> bytes:
+        response = await http.post(url, {}, b"{}", 30)
+        try:
+            return await response.read()
+        finally:
+            response.release()
+
+    async with serving(handler) as (server, url):
+        requests = [asyncio.create_task(one(url)) for _ in range(5)]
+        while len(server.requests) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time for the other three to connect, were they to
+        assert (server.connections, len(server.requests)) == (2, 2)
+        answer.set()
+        assert await asyncio.gather(*requests) == [b"done"] * 5
+        await http.close()
+    assert server.connections == 2
+    assert len(server.requests) == 5
+
+
+async def test_a_wait_for_a_free_connection_ends_at_the_request_deadline() -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        server.requests.append(await read_request(reader))
+        await asyncio.sleep(30)
+
+    http = HTTPClient(max_connections_per_origin=1)
+    async with serving(handler) as (server, url):
+        first = asyncio.create_task(http.post(url, {}, b"{}", 30))
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError, match="no connection to the provider came free"):
+            await http.post(url, {}, b"{}", 0.2)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await http.close()
+    assert (server.connections, len(server.requests)) == (1, 1)
+
+
+async def test_closed_and_failed_connections_give_their_place_back() -> None:
+    http = HTTPClient(max_connections_per_origin=1)
+    async with serving(answers_once(reply(b"one request per connection"))) as (server, url):
+        await exchange_with_one_shot_server(http, url, times=3)
+    assert server.connections == 3
+    for _ in range(2):  # nothing listens any more: each refusal frees the place at once
+        with pytest.raises(TransportError, match="could not connect"):
+            await http.post(url, {}, b"{}", 5)
+    await http.close()
+
+
+async def test_read_whole_refuses_a_body_over_the_cap_without_reading_it(
+    client: HTTPClient,
+) -> None:
+    async def declared(reader: Reader, writer: Writer) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async with serving(declared) as (_, url):
+        response = await client.post(url, {}, b"{}", 30)
+        with pytest.raises(BodyTooLarge, match="1000000000 bytes"):
+            await response.read_whole(1 << 20)
+        response.release()
+
+    endless = EndlessBody()
+
+    async with serving(endless) as (_, url):
+        response = await client.post(url, {}, b"{}", 30)
+        with pytest.raises(BodyTooLarge, match="over 100000 bytes"):
+            await response.read_whole(100_000)
+        response.release()
+        await asyncio.wait_for(endless.dropped.wait(), 10)
+    # What the server got out before its writes failed: socket buffers and one pause
+    # threshold, not the endless body.
+    assert endless.written < 32 << 20
+    async with serving(answers_once(reply(b"x" * 100))) as (_, url):
+        response = await client.post(url, {}, b"{}", 5)
+        assert await response.read_whole(100) == b"x" * 100
+        response.release()
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

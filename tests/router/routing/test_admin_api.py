@@ -20,7 +20,6 @@ from routing_harness import (
     PROVIDER_KEYS,
     client_http,
     config_data,
-    fake_upstream,
     routing_router,
 )
 
@@ -35,12 +34,6 @@ NEW_ROUTER = {
         ]
     }
 }
-
-
-@pytest.fixture(scope="module")
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture

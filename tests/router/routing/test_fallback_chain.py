@@ -3,6 +3,7 @@ client got, and the attempts list that tells it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -11,18 +12,20 @@ import openai
 import pytest
 from fake_upstream import FakeUpstream, Reply
 from provider_payloads import openai_completion, openai_error, openai_stream
-from routing_harness import CLIENT_KEY, client_http, fake_upstream, providers_called, routing_router
+from routing_harness import CLIENT_KEY, client_http, providers_called, routing_router
+
+from switchyard.api.v1 import engine_pb2
+from switchyard.router.openai_types import CompletionRequest
+from switchyard.router.providers.engine import Engine
+from switchyard.router.providers.first_party_model import EngineBackend
+from switchyard.router.routing.attempts import FallbackRun, Limits
+from switchyard.router.routing.health import HealthBoard
+from switchyard.router.routing.live_stats import LiveStats
 
 pytestmark = pytest.mark.timeout(120)
 
 HELLO = [{"role": "user", "content": "Hello"}]
 FALLBACK = {"scenario": "fallback"}
-
-
-@pytest.fixture(scope="module")
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +254,75 @@ async def test_when_no_host_can_honour_a_field_the_400_names_it(client, upstream
         await client.chat.completions.create(model="groq/llama-4-scout", messages=HELLO, n=2)
     assert error.value.body["param"] == "n"
     assert providers_called(upstream) == []
+
+
+class _TimedEngine:
+    """An engine's gRPC stream that sends its first token after ``first_s`` and its end
+    ``rest_s`` later; notes whether the router cancelled the call."""
+
+    def __init__(self, first_s: float, rest_s: float = 0.0) -> None:
+        self.first_s, self.rest_s = first_s, rest_s
+        self.cancelled = False
+
+    async def stream(self, request: engine_pb2.GenerateRequest) -> AsyncIterator[object]:
+        try:
+            await asyncio.sleep(self.first_s)
+            yield engine_pb2.GenerateResponse(chunk=engine_pb2.Chunk(text="hi"))
+            await asyncio.sleep(self.rest_s)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        yield engine_pb2.GenerateResponse(
+            complete=engine_pb2.Complete(
+                finish_reason=engine_pb2.STOP,
+                usage=engine_pb2.Usage(prompt_tokens=3, completion_tokens=1),
+            )
+        )
+
+
+def _engine_run(*clients: _TimedEngine, limits: Limits) -> FallbackRun:
+    """A non-streaming routed request to one engine per client, in order."""
+    body = CompletionRequest(model="router/r", prompt="Hello")
+    backends = []
+    for index, client in enumerate(clients):
+        engine = Engine(f"e{index}", client)  # type: ignore[arg-type]  # a stand-in
+        engine.info = engine_pb2.ModelInfo(served_model_name=f"m{index}")
+        backends.append(EngineBackend(f"switchyard/m{index}", engine, body, "r1"))
+    return FallbackRun(backends, limits, HealthBoard(1000, 60), LiveStats())
+
+
+async def test_a_non_streaming_engine_with_no_token_in_time_falls_back() -> None:
+    """An engine's answer arrives token by token even when the client wants it whole, so
+    the first-token timeout holds for it: the stalled call is cancelled, the next serves."""
+    stalled, quick = _TimedEngine(first_s=30), _TimedEngine(first_s=0)
+    run = _engine_run(stalled, quick, limits=Limits(ttft_timeout_s=0.3))
+    result = await run.complete()
+    assert result["choices"][0]["text"] == "hi"
+    assert attempts(result["metadata"]) == [
+        ("switchyard", "switchyard/m0", 504),
+        ("switchyard", "switchyard/m1", 200),
+    ]
+    assert result["metadata"]["attempts"][0]["error"] == "switchyard/m0 sent no token in time"
+    assert stalled.cancelled and not quick.cancelled
+
+
+async def test_a_non_streaming_engine_answer_may_outlast_the_first_token_timeout() -> None:
+    """Only the first token is held to the timeout; the rest of the answer takes its time."""
+    slow_to_finish = _TimedEngine(first_s=0, rest_s=0.6)
+    run = _engine_run(slow_to_finish, _TimedEngine(first_s=0), limits=Limits(ttft_timeout_s=0.2))
+    result = await run.complete()
+    assert attempts(result["metadata"]) == [("switchyard", "switchyard/m0", 200)]
+    assert not slow_to_finish.cancelled
+
+
+async def test_a_non_streaming_provider_is_held_to_the_attempt_timeout_only(
+    client, upstream
+) -> None:
+    """A provider's whole answer comes with its headers once it is all generated: the
+    first-token timeout (400 ms here) does not cut it short; the attempt timeout does."""
+    upstream.queue(Reply(body=openai_completion("whole"), delay_s=0.8))
+    completion = await client.chat.completions.create(
+        model="router/chat", messages=HELLO, metadata=FALLBACK
+    )
+    assert completion.choices[0].message.content == "whole"
+    assert attempts(completion.metadata) == [("openai", "openai/gpt-5.5", 200)]

@@ -14,7 +14,6 @@ from routing_harness import (
     ADMIN_KEY,
     client_http,
     config_data,
-    fake_upstream,
     providers_called,
     routing_router,
 )
@@ -28,12 +27,6 @@ BODY = {
     "messages": [{"role": "user", "content": "Hello"}],
     "metadata": {"scenario": "fallback"},
 }
-
-
-@pytest.fixture(scope="module")
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture
