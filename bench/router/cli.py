@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from switchyard.bench import output
+
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Measure what the router adds to a request. The benchmark starts a local OpenAI-compatible
@@ -30,8 +33,28 @@ It prints a markdown table and the verdict on the targets (added p50 <= 0.5 ms,
 >= 3,000 requests/s on one worker, flat memory). When the direct path is barely faster
 than the routed one, the load generator is the bottleneck and says so.
 
-`switchyard bench router replicas` instead compares replica policies on real engines
-(see its --help).
+`switchyard bench router replicas` instead compares replica policies on real engines,
+and `switchyard bench router soak` sends fuzzed requests and watches the router's
+memory (see their --help).
+"""
+
+SOAK_DESCRIPTION = """\
+Send the router many fuzzed requests and watch its memory. The benchmark starts the
+instant upstream (which also serves fault models: 429, 503, a reset, a cut answer, a 200
+of the wrong shape, a hang) and a router (`switchyard router serve`) configured with it,
+a provider that is down, a sticky A/B router and two fallback routers, then sends
+--requests requests (seeded by --seed, --concurrency at a time): valid ones of every
+shape (streamed or not, large bodies, made-up users, metadata and extra fields), faults
+directly and through a fallback, clients that leave mid-stream, and refused ones
+(unknown models, wrong field types, broken JSON, bodies over the cap, missing or wrong
+keys).
+
+Every answer is checked against the statuses the router documents for its request, its
+error body against {"error": {"message": ...}}, a stream against its closing [DONE] (or
+error event, for a stream cut after it began); the router's RSS is sampled 20 times. It
+prints the answers by kind and status, the RSS trace and whether it is bounded (the
+second half's peak no higher than the first's, within 2 MiB), and exits 1 on any
+finding or unbounded growth.
 """
 
 REPLICAS_DESCRIPTION = """\
@@ -151,6 +174,46 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run)
     benchmarks = parser.add_subparsers(dest="router_benchmark", metavar="BENCHMARK")
     _add_replicas_parser(benchmarks)
+    _add_soak_parser(benchmarks)
+
+
+def _add_soak_parser(benchmarks: argparse._SubParsersAction) -> None:
+    from switchyard.bench.router.fuzz import SAMPLES, Settings
+
+    d = Settings()
+    parser = benchmarks.add_parser(
+        "soak",
+        help="fuzzed requests: every answer's status checked, the router's RSS bounded",
+        description=SOAK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--requests",
+        type=_integer(SAMPLES),
+        default=d.requests,
+        help=f"fuzzed requests (default {d.requests}, at least {SAMPLES})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_integer(1),
+        default=d.concurrency,
+        help=f"requests in flight (default {d.concurrency})",
+    )
+    parser.add_argument("--seed", type=_integer(0), default=d.seed, help="fuzzing seed")
+    parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    parser.set_defaults(run=_run_soak)
+
+
+def _run_soak(args: argparse.Namespace) -> int:
+    from switchyard.bench.router import soak
+    from switchyard.bench.router.fuzz import Settings
+    from switchyard.bench.router.processes import StartError
+
+    settings = Settings(requests=args.requests, concurrency=args.concurrency, seed=args.seed)
+    results = _measure(args, lambda: soak.measure(settings, log=_log), (ValueError, StartError))
+    print(soak.markdown(results))
+    _save(args, soak.to_json(results))
+    return 0 if results.finding_count == 0 and results.memory.bounded else 1
 
 
 def _add_replicas_parser(benchmarks: argparse._SubParsersAction) -> None:
@@ -212,7 +275,7 @@ def _add_replicas_parser(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_replicas(args: argparse.Namespace) -> int:
-    from switchyard.bench.router import loop, replicas
+    from switchyard.bench.router import replicas
     from switchyard.bench.router.processes import StartError
     from switchyard.bench.serving.runner import TargetError
 
@@ -233,26 +296,19 @@ def _run_replicas(args: argparse.Namespace) -> int:
         enforce_eager=args.enforce_eager,
         request_timeout_s=args.request_timeout,
     )
-    try:
-        if args.json:
-            output.check_writable("--json", args.json)
-        settings.check()
-        results = loop.run(
-            replicas.measure(settings, log=lambda line: print(line, file=sys.stderr))
-        )
-    except (ValueError, StartError, TargetError) as error:
-        raise SystemExit(f"error: {error}") from None
+
+    def start() -> Coroutine[Any, Any, replicas.Results]:
+        settings.check()  # after --json's check, before any engine starts
+        return replicas.measure(settings, log=_log)
+
+    results = _measure(args, start, (ValueError, StartError, TargetError))
     print(replicas.markdown(results))
-    if args.json:
-        try:
-            output.write_json(args.json, replicas.to_json(results))
-        except OSError as error:
-            raise SystemExit(f"error: --json: cannot write {args.json}: {error.strerror}") from None
+    _save(args, replicas.to_json(results))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from switchyard.bench.router import loop, report
+    from switchyard.bench.router import report
     from switchyard.bench.router.load import RequestFailed
     from switchyard.bench.router.overhead import ProxyMismatch, Settings, measure
     from switchyard.bench.router.processes import StartError
@@ -265,19 +321,40 @@ def _run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         memory_requests=args.memory_requests,
     )
-    try:
-        if args.json:
-            output.check_writable("--json", args.json)
-        results = loop.run(measure(settings, log=lambda line: print(line, file=sys.stderr)))
-    except (ValueError, StartError, RequestFailed, ProxyMismatch) as error:
-        raise SystemExit(f"error: {error}") from None
+    errors = (ValueError, StartError, RequestFailed, ProxyMismatch)
+    results = _measure(args, lambda: measure(settings, log=_log), errors)
     print(report.markdown(results))
     print()
     for line in report.notes(results):
         print(line)
+    _save(args, report.to_json(results))
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _measure(
+    args: argparse.Namespace,
+    start: Callable[[], Coroutine[Any, Any, T]],
+    errors: tuple[type[Exception], ...],
+) -> T:
+    """Run a benchmark once ``--json`` is known to be writable; ``errors`` end the command
+    with their message."""
+    from switchyard.bench.router import loop
+
+    try:
+        if args.json:
+            output.check_writable("--json", args.json)
+        return loop.run(start())
+    except errors as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _save(args: argparse.Namespace, document: dict) -> None:
     if args.json:
         try:
-            output.write_json(args.json, report.to_json(results))
+            output.write_json(args.json, document)
         except OSError as error:
             raise SystemExit(f"error: --json: cannot write {args.json}: {error.strerror}") from None
-    return 0

@@ -61,6 +61,17 @@ class MemoryTrace:
     def flat(self) -> bool:
         return self.second_half_growth_bytes <= FLAT_TOLERANCE_BYTES
 
+    @property
+    def peak_growth_bytes(self) -> int:
+        """How far the second half's highest sample passes the first half's. Requests of
+        very different sizes move RSS up and down by megabytes; a leak raises its peaks."""
+        middle = len(self.rss_bytes) // 2
+        return max(self.rss_bytes[middle:]) - max(self.rss_bytes[: middle + 1])
+
+    @property
+    def bounded(self) -> bool:
+        return self.peak_growth_bytes <= FLAT_TOLERANCE_BYTES
+
     def to_dict(self) -> dict:
         return {
             "requests": self.requests,
@@ -68,4 +79,6 @@ class MemoryTrace:
             "growth_mib": round(self.growth_bytes / MIB, 2),
             "second_half_growth_mib": round(self.second_half_growth_bytes / MIB, 2),
             "flat": self.flat,
+            "peak_growth_mib": round(self.peak_growth_bytes / MIB, 2),
+            "bounded": self.bounded,
         }

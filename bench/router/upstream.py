@@ -11,6 +11,11 @@ short SSE stream (role, four content chunks, finish, the usage chunk when
 as hosted providers send it. ``GET /stats`` counts the completions answered, so the
 benchmark can check that the router really forwarded every request.
 
+A request for one of the ``FAULTS`` models gets that failure instead, for the soak run:
+``fail-429`` (with Retry-After) and ``fail-503`` their status, ``reset`` a connection
+closed without an answer, ``cut`` an answer that breaks off (a stream after its first
+content chunk), ``wrong-shape`` a 200 without ``choices``, ``hang`` nothing at all.
+
 Request bodies must come with Content-Length (OpenAI clients and aiohttp's ``json=``
 send it); a chunked request body is refused with 411.
 
@@ -29,6 +34,7 @@ from typing import Any, cast
 from switchyard.bench.router import loop
 
 MODEL = "echo"
+FAULTS = ("fail-429", "fail-503", "reset", "cut", "wrong-shape", "hang")
 CHAT_PATH = "/v1/chat/completions"
 STATS_PATH = "/stats"
 # The reply, one piece per streamed content chunk.
@@ -112,6 +118,8 @@ class Counts:
 
     completions: int = 0
     streams: int = 0
+    # Requests for a fault model, answered with its failure (counted in completions too).
+    faults: int = 0
 
 
 class _Answers:
@@ -126,6 +134,38 @@ class _Answers:
         self.bad_json = _error("400 Bad Request", "the request body is not a JSON object")
         self.bad_request = _error("400 Bad Request", "malformed request")
         self.length_required = _error("411 Length Required", "send the body with Content-Length")
+        # By fault model: what a whole and a streamed request get (None: no answer at all).
+        self.faults: dict[str, tuple[_Broken | None, _Broken | None]] = _faults(self)
+
+
+@dataclass(frozen=True)
+class _Broken:
+    """A fault's bytes, and whether the connection closes after them (at once, with a
+    reset, when there are none)."""
+
+    data: bytes
+    close: bool = False
+
+
+def _faults(answers: _Answers) -> dict[str, tuple[_Broken | None, _Broken | None]]:
+    whole, streamed = answers.completion, answers.stream_without_usage
+    # A stream up to the end of the HTTP chunk that carries its first content.
+    first_content = streamed.index(b"\r\n", streamed.index(PIECES[0].encode())) + 2
+    rate_limited = _error("429 Too Many Requests", "slow down").replace(
+        b"\r\n\r\n", b"\r\nRetry-After: 1\r\n\r\n", 1
+    )
+    unavailable = _error("503 Service Unavailable", "overloaded")
+    return {
+        "fail-429": (_Broken(rate_limited), _Broken(rate_limited)),
+        "fail-503": (_Broken(unavailable), _Broken(unavailable)),
+        "reset": (_Broken(b"", close=True), _Broken(b"", close=True)),
+        "cut": (_Broken(whole[:-20], close=True), _Broken(streamed[:first_content], close=True)),
+        "wrong-shape": (
+            _Broken(_json_response("200 OK", {"object": "chat.completion"})),
+            _Broken(_sse_response([{"choices": 7}])),
+        ),
+        "hang": (None, None),
+    }
 
 
 @dataclass(frozen=True)
@@ -186,7 +226,16 @@ class _Connection(asyncio.Protocol):
                 return  # the rest of the body is still on its way
             body = bytes(self.buffer[start : start + head.content_length])
             del self.buffer[: start + head.content_length]
-            self.transport.write(self._answer(head, body))
+            answer = self._answer(head, body)
+            if isinstance(answer, bytes):
+                self.transport.write(answer)
+            elif answer is None:
+                return  # a hang: no answer, and nothing more read on this connection
+            else:
+                self.transport.write(answer.data)
+                if answer.close:
+                    self.transport.close() if answer.data else self.transport.abort()
+                    return
             if head.close:
                 self.transport.close()
                 return
@@ -199,7 +248,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(response)
         self.transport.close()
 
-    def _answer(self, head: _Head, body: bytes) -> bytes:
+    def _answer(self, head: _Head, body: bytes) -> bytes | _Broken | None:
         if head.method == "GET" and head.path == STATS_PATH:
             return _json_response("200 OK", vars(self.counts))
         if head.method != "POST" or head.path != CHAT_PATH:
@@ -211,6 +260,10 @@ class _Connection(asyncio.Protocol):
         if not isinstance(request, dict):
             return self.answers.bad_json
         self.counts.completions += 1
+        fault = self.answers.faults.get(str(request.get("model")))
+        if fault is not None:
+            self.counts.faults += 1
+            return fault[bool(request.get("stream"))]
         if not request.get("stream"):
             return self.answers.completion
         self.counts.streams += 1

@@ -24,6 +24,7 @@ from switchyard.router import wire_json
 from switchyard.router.backend import Backend
 from switchyard.router.errors import APIError, server_error, unsupported
 from switchyard.router.openai_types import Endpoint, OpenAIRequest
+from switchyard.router.providers import openai_shape
 from switchyard.router.providers.catalog import ResolvedProvider
 from switchyard.router.providers.http_client import (
     BodyTooLarge,
@@ -34,6 +35,9 @@ from switchyard.router.providers.http_client import (
 from switchyard.router.redaction import Redactor
 
 log = logging.getLogger(__name__)
+# What translating a provider's answer of an unexpected shape raises: a key it lacks, a
+# value of another type, or what ``openai_shape`` finds missing in the result.
+WRONG_SHAPE = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 Json = dict[str, Any]
 # Longest error body read from a provider: enough for any real message, bounded.
@@ -332,7 +336,12 @@ class UpstreamClient:
             raise server_error(
                 502, f"{target.provider.name} sent an unreadable response", "bad_upstream_response"
             )
-        return target.adapter.response(data, request.model, request_id)
+        try:
+            result = target.adapter.response(data, request.model, request_id)
+            openai_shape.check_response(result)
+        except WRONG_SHAPE as error:
+            raise wrong_shape(target.provider.name, "response", error) from None
+        return result
 
     async def stream(
         self,
@@ -360,7 +369,7 @@ class UpstreamClient:
                 # At the end of the body, the events its last bytes left open still count.
                 ended = not data
                 events = parser.feed(data) if data else parser.finish()
-                batch, failure = _translate(translator, events)
+                batch, failure = _translate(translator, events, target.provider.name)
                 if batch:
                     yield batch
                 if failure is not None:
@@ -385,19 +394,36 @@ class UpstreamClient:
 
 
 def _translate(
-    translator: StreamTranslator, events: list[SSEEvent]
+    translator: StreamTranslator, events: list[SSEEvent], provider: str
 ) -> tuple[list[Json], APIError | None]:
     """The chunks of ``events`` up to the protocol's end of stream, and the error event
-    that cut them short, if one did (the chunks before it still reach the client)."""
+    or the event of the wrong shape that cut them short, if one did (the chunks before
+    it still reach the client)."""
     chunks: list[Json] = []
     for event in events:
         try:
-            chunks.extend(translator.feed(event))
+            translated = list(translator.feed(event))
+            for chunk in translated:
+                openai_shape.check_chunk(chunk)
         except APIError as error:
             return chunks, error
+        except WRONG_SHAPE as error:
+            return chunks, wrong_shape(provider, "stream event", error)
+        chunks.extend(translated)
         if translator.done:
             break
     return chunks, None
+
+
+def wrong_shape(provider: str, what: str, error: Exception) -> APIError:
+    """The 502 for a provider answer the router cannot read as the protocol's: the field
+    when ``openai_shape`` named it, else only the kind of the failure (its text could
+    quote the provider's payload)."""
+    detail = str(error) if isinstance(error, openai_shape.WrongShape) else type(error).__name__
+    log.warning("%s sent a %s of the wrong shape: %s", provider, what, detail)
+    return server_error(
+        502, f"{provider} sent a {what} of the wrong shape ({detail})", "bad_upstream_response"
+    )
 
 
 class SSEParser:

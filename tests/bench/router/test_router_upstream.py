@@ -4,9 +4,11 @@ counts what it answered."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import openai
+import pytest
 from router_bench_harness import ServedUpstream
 
 from switchyard.bench.router.upstream import MODEL, PIECES, USAGE
@@ -56,7 +58,7 @@ async def test_stats_count_completions(upstream: ServedUpstream) -> None:
         for _ in range(3):
             await client.chat.completions.create(model=MODEL, messages=MESSAGES)
     async with aiohttp.ClientSession() as session, session.get(upstream.url + "/stats") as r:
-        assert await r.json() == {"completions": 3, "streams": 0}
+        assert await r.json() == {"completions": 3, "streams": 0, "faults": 0}
 
 
 async def test_unknown_path_and_bad_body_are_refused(upstream: ServedUpstream) -> None:
@@ -95,4 +97,50 @@ async def test_pipelined_requests_are_answered_in_order(upstream: ServedUpstream
     writer.close()
     await writer.wait_closed()
     assert answer.count(b"HTTP/1.1 200 OK") == 3
-    assert answer.endswith(b'{"completions": 2, "streams": 0}')
+    assert answer.endswith(b'{"completions": 2, "streams": 0, "faults": 0}')
+
+
+async def _raw_answer(upstream: ServedUpstream, body: bytes, wait_s: float = 5) -> bytes:
+    """Everything the upstream writes for one request before it closes the connection,
+    or within ``wait_s``."""
+    host, port = upstream.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+    writer.write(body)
+    parts: list[bytes] = []
+    try:
+        async with asyncio.timeout(wait_s):
+            while part := await reader.read(65536):
+                parts.append(part)
+    except TimeoutError:
+        pass
+    except ConnectionResetError:
+        parts.append(b"<reset>")
+    writer.close()
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fault_models_fail_as_named(upstream: ServedUpstream, stream: bool) -> None:
+    def body(model: str) -> bytes:
+        return json.dumps({"model": model, "messages": MESSAGES, "stream": stream}).encode()
+
+    # Failures that keep the connection open are read for a moment only.
+    limited = await _raw_answer(upstream, body("fail-429"), wait_s=0.3)
+    assert limited.startswith(b"HTTP/1.1 429") and b"\r\nRetry-After: 1\r\n" in limited
+    assert (await _raw_answer(upstream, body("fail-503"), wait_s=0.3)).startswith(b"HTTP/1.1 503")
+    assert await _raw_answer(upstream, body("reset")) in (b"", b"<reset>")
+    cut = await _raw_answer(upstream, body("cut"))
+    assert cut.startswith(b"HTTP/1.1 200")
+    if stream:  # the first content chunk arrived, the end of the stream never did
+        assert PIECES[0].encode() in cut and b"[DONE]" not in cut
+        assert not cut.endswith(b"0\r\n\r\n")
+    else:
+        head, _, partial = cut.partition(b"\r\n\r\n")
+        declared = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert 0 < len(partial) < declared
+    wrong = await _raw_answer(upstream, body("wrong-shape"), wait_s=0.3)
+    assert wrong.startswith(b"HTTP/1.1 200")
+    assert (b'{"choices": 7}' in wrong) if stream else (b"choices" not in wrong)
+    assert await _raw_answer(upstream, body("hang"), wait_s=0.3) == b""
+    assert upstream.counts.faults == 6
